@@ -1,0 +1,149 @@
+// Package cluster is membership and consensus: memberlist gossip tells which
+// nodes exist and are alive; the Raft leader reconciles them into the Raft
+// configuration (voters up to five, non-voters beyond), and any node can
+// commit a command, forwarding it to the leader.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+
+	"clustermail/peer"
+)
+
+// maxVoters is the largest number of voters the leader keeps; further
+// nodes join as non-voters, which replicate but do not vote.
+const maxVoters = 5
+
+// Config configures a node's membership and consensus.
+type Config struct {
+	Name       string
+	ID         string // Raft server id: a UUID kept in the data dir
+	GossipAddr string // host:port, bound and advertised
+	Join       []string
+	Expect     int           // --bootstrap-expect; 0: join an existing cluster
+	DeadGrace  time.Duration // how long a dead voter stays before the leader removes it
+	Meta       Meta          // what this node tells the others about itself
+	DataDir    string        // Raft snapshots go under it
+	Logger     *slog.Logger
+}
+
+// Stores are the durable parts Raft runs on.
+type Stores struct {
+	Log       raft.LogStore
+	Stable    raft.StableStore
+	Snapshots raft.SnapshotStore
+	FSM       raft.FSM
+	// Applied is the index the FSM's durable state reflects, used to skip
+	// restoring a snapshot the state already contains.
+	Applied func() uint64
+}
+
+// Cluster is one node's view of the cluster.
+type Cluster struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	ml     *memberlist.Memberlist
+	rpc    *http.Client
+	table  *memberTable
+	events chan struct{}
+	notify chan bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	leaving bool
+	mu      sync.Mutex
+}
+
+// New starts Raft on the cluster port's Raft listener and gossip on the
+// gossip address. Forming the cluster (join, bootstrap) happens in the
+// background.
+func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
+	lg := cfg.Logger
+	c := &Cluster{
+		cfg:    cfg,
+		log:    lg,
+		rpc:    peer.NewHTTPClient(),
+		table:  newMemberTable(),
+		events: make(chan struct{}, 1),
+		notify: make(chan bool, 16),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.NotifyCh = c.notify
+	rc.BatchApplyCh = true
+	rc.Logger = hclog.FromStandardLogger(slog.NewLogLogger(lg.With("part", "raft").Handler(), slog.LevelInfo),
+		&hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+	// A state store that already holds the latest snapshot's entries must
+	// not be overwritten by restoring it again at start.
+	if snaps, err := st.Snapshots.List(); err == nil && len(snaps) > 0 && st.Applied() >= snaps[0].Index {
+		rc.NoSnapshotRestoreOnStart = true
+	}
+	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  peer.RaftLayer{Listener: ln.Raft()},
+		MaxPool: 5,
+		Timeout: 10 * time.Second,
+		Logger:  rc.Logger,
+	})
+	r, err := raft.NewRaft(rc, st.FSM, st.Log, st.Stable, st.Snapshots, c.trans)
+	if err != nil {
+		c.trans.Close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	c.raft = r
+
+	if err := c.startGossip(); err != nil {
+		r.Shutdown().Error()
+		c.trans.Close()
+		return nil, err
+	}
+	c.wg.Add(3)
+	go c.joinLoop()
+	go c.bootstrapLoop(st)
+	go c.monitorLeadership()
+	return c, nil
+}
+
+// Raft exposes the Raft node to the parts that report on it.
+func (c *Cluster) Raft() *raft.Raft { return c.raft }
+
+// Name is this node's name.
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+// Shutdown stops gossip and Raft without leaving: the others see this node
+// fail, and it stays a voter (a crash-like stop).
+func (c *Cluster) Shutdown() error {
+	c.cancel()
+	c.wg.Wait()
+	var errs []error
+	if c.ml != nil {
+		errs = append(errs, c.ml.Shutdown())
+	}
+	errs = append(errs, c.raft.Shutdown().Error())
+	errs = append(errs, c.trans.Close())
+	return errors.Join(errs...)
+}
+
+func stdLogger(lg *slog.Logger, part string) *log.Logger {
+	return slog.NewLogLogger(lg.With("part", part).Handler(), slog.LevelInfo)
+}
+
+// discard is for libraries that insist on a writer.
+var discard io.Writer = io.Discard

@@ -1,0 +1,30 @@
+// Command clustermail is the one binary of the cluster: "server" runs a node,
+// "dev" runs a local three-node cluster, and every other command is an
+// operator command that talks to a node's admin API.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "clustermail",
+		Short:         "A clustered mail server: any node accepts mail, no accepted message is lost",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServerCmd(), newDevCmd())
+	addOperatorCommands(root)
+	return root
+}

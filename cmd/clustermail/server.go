@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"clustermail/node"
+)
+
+// serverFlags binds `clustermail server`'s flags to a node.Config.
+func serverFlags(fs *pflag.FlagSet, c *node.Config) {
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Name, "name", host, "node name, unique in the cluster")
+	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/clustermail", "where this node keeps its data")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip (memberlist) address, bound and advertised")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:8300", "cluster address: Raft and all node-to-node traffic; other nodes dial it")
+	fs.StringVar(&c.APIAddr, "api-addr", "127.0.0.1:8080", "admin HTTP API address")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", ":25", "inbound SMTP address")
+	fs.StringSliceVar(&c.Join, "join", nil, "gossip addresses of other nodes (comma-separated); retried until one answers")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes see each other")
+	fs.StringVar(&c.Hostname, "hostname", host, "host name used in the SMTP greeting and Received: headers")
+	fs.DurationVar(&c.DeadServerGrace, "dead-server-grace", 24*time.Hour, "how long a dead node stays a voter before the leader removes it (never below quorum)")
+	fs.Var(sizeFlag{&c.MaxMessageBytes}, "max-message-size", "largest message accepted (e.g. 25M)")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
+	fs.IntVar(&c.MaxLineLength, "max-line-length", 1000, "longest command or message line, CRLF included (RFC 5321: 1000)")
+	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 5*time.Minute, "idle time allowed for one SMTP command or data line")
+	fs.IntVar(&c.MaxConnections, "max-connections", 1000, "concurrent inbound SMTP connections")
+	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", 8, "concurrent local deliveries on this node")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.MaxMessageBytes = 25 << 20
+}
+
+type sizeFlag struct{ p *int64 }
+
+func (s sizeFlag) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return formatSize(*s.p)
+}
+func (s sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s.p = n
+	return nil
+}
+func (sizeFlag) Type() string { return "size" }
+
+func newServerCmd() *cobra.Command {
+	var cfg node.Config
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run one node",
+		Long: `Run one clustermail node.
+
+Every flag can also be set in a config file (--config, YAML, the flag names
+as keys) or as an environment variable CLUSTERMAIL_<FLAG> (upper case, "-"
+as "_", e.g. CLUSTERMAIL_DATA_DIR). A flag on the command line wins over the
+environment, which wins over the file.
+
+SIGTERM makes the node leave the cluster gracefully (it is removed from the
+Raft configuration); SIGINT stops it without leaving, as for a restart.`,
+		Example: `  clustermail server --name n1 --data-dir /var/lib/clustermail \
+    --gossip-addr 10.0.0.1:7946 --raft-addr 10.0.0.1:8300 --api-addr 127.0.0.1:8080 \
+    --smtp-addr :25 --bootstrap-expect 3 --join 10.0.0.2:7946,10.0.0.3:7946`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfigSources(cmd.Flags(), configFile, os.LookupEnv); err != nil {
+				return err
+			}
+			return runServer(cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file with the same keys as the flags")
+	serverFlags(cmd.Flags(), &cfg)
+	return cmd
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if strings.EqualFold(format, "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func runServer(cfg node.Config) error {
+	log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("node", cfg.Name)
+	n, err := node.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	select {
+	case s := <-sig:
+		if s == syscall.SIGTERM {
+			log.Info("SIGTERM: leaving the cluster")
+			go n.Leave()
+		} else {
+			log.Info("interrupted: stopping without leaving the cluster")
+			go n.Stop()
+		}
+	case <-n.LeaveRequested():
+		log.Info("leave requested through the API")
+		go n.Leave()
+	}
+	select {
+	case <-n.Done():
+	case <-sig:
+		log.Warn("second signal: exiting at once")
+		os.Exit(1)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+// Package node wires one clustermail node together: configuration, the
+// start and stop order of its parts, the admin HTTP API, health and metrics.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"clustermail/cluster"
+	"clustermail/directory"
+	"clustermail/mailstore"
+	"clustermail/peer"
+	"clustermail/queue"
+	"clustermail/raftstore"
+	"clustermail/routing"
+	"clustermail/smtpd"
+	"clustermail/spool"
+)
+
+// Node is one running clustermail node.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	id   string
+	logs *raftstore.LogStore
+	fsm  *raftstore.FSM
+	sp   *spool.Spool
+	mail *mailstore.Store
+
+	peerLn  *peer.Listener
+	rpcSrv  *http.Server
+	apiSrv  *http.Server
+	apiLn   net.Listener
+	cluster *cluster.Cluster
+	dir     *directory.Directory
+	queue   *queue.Queue
+	router  *routing.Router
+	smtp    *smtpd.Server
+	rpc     *http.Client
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopped  chan struct{}
+	leaveReq chan struct{}
+}
+
+// Start opens the node's stores and starts every part. The node runs until
+// Stop or Leave.
+func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rpc: peer.NewHTTPClient(),
+		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1)}
+	defer func() {
+		if err != nil {
+			n.closeStores()
+		}
+	}()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if n.id, err = nodeID(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := n.openStores(); err != nil {
+		return nil, err
+	}
+	// Handlers are registered before Raft starts: it may apply entries at once.
+	n.queue = queue.New(n.fsm, nil)
+	directory.Register(n.fsm)
+	n.queue.Register(n.fsm)
+
+	if n.peerLn, err = peer.Listen(cfg.RaftAddr, log); err != nil {
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft"), 2, nil)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	logCache, err := raft.NewLogCache(512, n.logs)
+	if err != nil {
+		return nil, err
+	}
+	n.cluster, err = cluster.New(cluster.Config{
+		Name: cfg.Name, ID: n.id, GossipAddr: cfg.GossipAddr, Join: cfg.Join, Expect: cfg.BootstrapExpect,
+		DeadGrace: cfg.DeadServerGrace, DataDir: cfg.DataDir, Logger: log,
+		Meta: cluster.Meta{ID: n.id, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr, SMTPAddr: cfg.SMTPAddr,
+			Expect: cfg.BootstrapExpect, Version: Version},
+	}, cluster.Stores{Log: logCache, Stable: n.logs, Snapshots: snaps, FSM: n.fsm, Applied: n.fsm.AppliedIndex}, n.peerLn)
+	if err != nil {
+		n.peerLn.Close()
+		return nil, err
+	}
+	n.dir = directory.New(n.fsm, n.cluster)
+	n.queue.SetApplier(n.cluster)
+	n.router = routing.New(routing.Config{Workers: cfg.DeliveryWorkers}, n.cluster, n.dir, n.queue, n.sp, n.mail,
+		n.fsm.AppliedIndex, n.rpc, log, n.reg)
+	n.registerMetrics()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.rpcSrv = peer.NewHTTPServer(n.internalHandler())
+	n.goServe("internal rpc", func() error { return n.rpcSrv.Serve(n.peerLn.RPC()) })
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.router.Run(ctx) }()
+
+	n.smtp = smtpd.New(smtpd.Config{Addr: cfg.SMTPAddr, Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageBytes,
+		MaxRecipients: cfg.MaxRecipients, MaxLineLength: cfg.MaxLineLength, Timeout: cfg.SMTPTimeout,
+		MaxConnections: cfg.MaxConnections}, n.router, log.With("part", "smtp"), n.reg)
+	if err := n.smtp.Listen(); err != nil {
+		n.abort()
+		return nil, err
+	}
+	n.goServe("smtp", n.smtp.Serve)
+	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		n.abort()
+		return nil, fmt.Errorf("admin API listen %s: %w", cfg.APIAddr, err)
+	}
+	n.apiSrv = &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.goServe("admin api", func() error { return n.apiSrv.Serve(n.apiLn) })
+	log.Info("node started", "name", cfg.Name, "id", n.id, "smtp", n.smtp.Addr().String(), "api", n.apiLn.Addr().String(),
+		"cluster", cfg.RaftAddr, "gossip", cfg.GossipAddr, "version", Version)
+	return n, nil
+}
+
+func (n *Node) goServe(what string, serve func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			n.log.Error(what+" stopped", "err", err)
+		}
+	}()
+}
+
+func (n *Node) openStores() error {
+	var err error
+	d := n.cfg.DataDir
+	if n.logs, err = raftstore.OpenLogStore(filepath.Join(d, "raft", "log"), raftstore.LogStoreOptions{}); err != nil {
+		return err
+	}
+	if n.fsm, err = raftstore.OpenFSM(filepath.Join(d, "state"), raftstore.FSMOptions{Logger: n.log}); err != nil {
+		return err
+	}
+	if n.sp, err = spool.Open(filepath.Join(d, "spool"), spool.Options{}); err != nil {
+		return err
+	}
+	if n.mail, err = mailstore.Open(filepath.Join(d, "mail"), mailstore.Options{}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (n *Node) closeStores() {
+	for _, c := range []interface{ Close() error }{n.mail, n.sp, n.fsm, n.logs} {
+		if c != nil && !isNil(c) {
+			if err := c.Close(); err != nil {
+				n.log.Warn("close store", "err", err)
+			}
+		}
+	}
+}
+
+func isNil(c interface{ Close() error }) bool {
+	switch v := c.(type) {
+	case *mailstore.Store:
+		return v == nil
+	case *spool.Spool:
+		return v == nil
+	case *raftstore.FSM:
+		return v == nil
+	case *raftstore.LogStore:
+		return v == nil
+	}
+	return false
+}
+
+// nodeID returns the Raft server id kept in the data dir, creating it on
+// first start: an id, unlike an address, survives a move.
+func nodeID(dir string) (string, error) {
+	p := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, err := uuid.Parse(id); err != nil {
+			return "", fmt.Errorf("%s is corrupt: %q", p, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := uuid.NewString()
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("write node id: %w", err)
+	}
+	return id, nil
+}

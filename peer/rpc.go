@@ -1,0 +1,30 @@
+package peer
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ForwardedHeader marks a request already forwarded by a node, so the
+// receiver serves it locally instead of forwarding again.
+const ForwardedHeader = "X-Clustermail-Forwarded"
+
+// NewHTTPClient returns an HTTP client whose connections go to the cluster
+// port of the node named in the URL's host (http://host:port/...).
+func NewHTTPClient() *http.Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return Dial(ctx, addr, KindRPC)
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// NewHTTPServer returns the server for the internal RPC listener.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}

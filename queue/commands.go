@@ -1,0 +1,176 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"clustermail/raftstore"
+)
+
+// Register adds the queue's command handlers to the state machine.
+func (q *Queue) Register(f *raftstore.FSM) {
+	f.Register(cmdAdd, q.applyAdd)
+	f.Register(cmdUpdate, q.applyUpdate)
+	f.Register(cmdDelete, q.applyDelete)
+}
+
+// Result is one recipient's outcome reported by the node delivering it.
+type Result struct {
+	Index       int       `json:"index"`
+	State       string    `json:"state"`
+	Reply       string    `json:"reply,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+type update struct {
+	ID      string    `json:"id"`
+	Node    string    `json:"node"`
+	Time    time.Time `json:"time"`
+	Results []Result  `json:"results"`
+}
+
+type deletion struct {
+	ID string `json:"id"`
+}
+
+func (q *Queue) applyAdd(tx *raftstore.Tx, p []byte) error {
+	var e Entry
+	raftstore.Decode(p, &e)
+	if _, ok, err := tx.Get(entryKey(e.ID)); err != nil {
+		panic(err)
+	} else if ok {
+		return nil // a retried proposal of the same message: already queued
+	}
+	q.write(tx, e, nil)
+	return nil
+}
+
+func (q *Queue) applyUpdate(tx *raftstore.Tx, p []byte) error {
+	var u update
+	raftstore.Decode(p, &u)
+	e, ok, err := get(tx, u.ID)
+	if err != nil {
+		panic(err)
+	}
+	if !ok {
+		return raftstore.Errorf(raftstore.CodeNotFound, "queue entry %s does not exist", u.ID)
+	}
+	before := e.Recipients
+	e.Recipients = append([]Recipient(nil), before...)
+	for _, r := range u.Results {
+		if r.Index < 0 || r.Index >= len(e.Recipients) {
+			continue
+		}
+		rc := &e.Recipients[r.Index]
+		// Only the node the recipient is assigned to may report on it, and a
+		// final state never changes: a late or duplicated report is ignored.
+		if rc.Final() || rc.Node != u.Node {
+			continue
+		}
+		rc.State = r.State
+		rc.Attempts++
+		rc.LastReply = r.Reply
+		rc.NextAttempt = r.NextAttempt
+		rc.Updated = u.Time
+	}
+	q.write(tx, e, before)
+	return nil
+}
+
+func (q *Queue) applyDelete(tx *raftstore.Tx, p []byte) error {
+	var d deletion
+	raftstore.Decode(p, &d)
+	e, ok, err := get(tx, d.ID)
+	if err != nil {
+		panic(err)
+	}
+	if !ok {
+		return raftstore.Errorf(raftstore.CodeNotFound, "queue entry %s does not exist", d.ID)
+	}
+	q.remove(tx, e, e.Recipients)
+	return nil
+}
+
+// write stores e and keeps the per-node work index in step; an entry whose
+// recipients are all final is removed instead.
+func (q *Queue) write(tx *raftstore.Tx, e Entry, before []Recipient) {
+	done := true
+	for _, r := range e.Recipients {
+		if !r.Final() {
+			done = false
+		}
+	}
+	if done {
+		q.remove(tx, e, before)
+		return
+	}
+	for n := range pendingNodes(before) {
+		must(tx.Delete(workKey(n, e.ID)))
+	}
+	for n := range pendingNodes(e.Recipients) {
+		must(tx.Set(workKey(n, e.ID), nil))
+	}
+	b, err := json.Marshal(e)
+	must(err)
+	must(tx.Set(entryKey(e.ID), b))
+	tx.AfterCommit(q.notify)
+}
+
+func (q *Queue) remove(tx *raftstore.Tx, e Entry, before []Recipient) {
+	for n := range pendingNodes(before) {
+		must(tx.Delete(workKey(n, e.ID)))
+	}
+	must(tx.Delete(entryKey(e.ID)))
+	tx.AfterCommit(func() {
+		select {
+		case q.removed <- e.ID:
+		default:
+		}
+		q.notify()
+	})
+}
+
+func pendingNodes(rs []Recipient) map[string]bool {
+	m := map[string]bool{}
+	for _, r := range rs {
+		if !r.Final() {
+			m[r.Node] = true
+		}
+	}
+	return m
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err) // a failed batch write mid-apply cannot be answered deterministically
+	}
+}
+
+// Add commits a new entry. Proposing the same entry twice is harmless.
+func (q *Queue) Add(ctx context.Context, e Entry) error {
+	for i := range e.Recipients {
+		if e.Recipients[i].State == "" {
+			e.Recipients[i].State = StatePending
+		}
+	}
+	return q.propose(ctx, cmdAdd, e)
+}
+
+// Report records the outcome of node's delivery attempts for entry id.
+func (q *Queue) Report(ctx context.Context, id, node string, results []Result) error {
+	return q.propose(ctx, cmdUpdate, update{ID: id, Node: node, Time: time.Now().UTC(), Results: results})
+}
+
+// Delete drops an entry without notice.
+func (q *Queue) Delete(ctx context.Context, id string) error {
+	return q.propose(ctx, cmdDelete, deletion{ID: id})
+}
+
+func (q *Queue) propose(ctx context.Context, t raftstore.CommandType, payload any) error {
+	cmd, err := raftstore.Encode(t, payload)
+	if err != nil {
+		return err
+	}
+	return q.apply.Apply(ctx, cmd)
+}

@@ -1,0 +1,53 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Encode builds a log entry: the type byte, then the payload as JSON. JSON
+// keeps old entries readable by newer nodes: added fields default to zero.
+func Encode(t CommandType, payload any) ([]byte, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", t, err)
+	}
+	return append([]byte{byte(t)}, b...), nil
+}
+
+// Decode unmarshals a payload inside a handler. A payload that does not
+// decode was written by a buggy proposer: stop rather than diverge.
+func Decode(payload []byte, v any) {
+	if err := json.Unmarshal(payload, v); err != nil {
+		panic(fmt.Sprintf("raftstore: decode command payload: %v", err))
+	}
+}
+
+// Error codes of a CommandError, mapped to HTTP statuses by the API.
+const (
+	CodeNotFound = "not_found"
+	CodeConflict = "conflict"
+	CodeInvalid  = "invalid"
+)
+
+// CommandError is a business error returned by a handler: the command was
+// applied (the log moved on) but changed nothing. It survives forwarding
+// from the leader to the proposer.
+type CommandError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *CommandError) Error() string { return e.Message }
+
+// Errorf builds a CommandError.
+func Errorf(code, format string, args ...any) *CommandError {
+	return &CommandError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// IsCode reports whether err is a CommandError with the given code.
+func IsCode(err error, code string) bool {
+	var ce *CommandError
+	return errors.As(err, &ce) && ce.Code == code
+}

@@ -1,0 +1,389 @@
+package raftstore
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+)
+
+// Key prefixes of the replicated state. Each package that registers commands
+// owns its range; nothing reads another package's keys.
+const (
+	PrefixMeta      = 0x00 // raftstore's own records (applied index)
+	PrefixDirectory = 0x10 // 0x10-0x1f: directory
+	PrefixQueue     = 0x20 // 0x20-0x2f: queue
+	PrefixNodes     = 0x30 // 0x30-0x3f: node registry
+)
+
+var appliedKey = []byte{PrefixMeta, 'a'}
+
+// CommandType identifies a command in the Raft log. Numbers are append-only:
+// a type, once released, keeps its meaning forever so newer nodes apply
+// entries written by older ones.
+type CommandType uint8
+
+// IgnoreUnknown marks a command that a node which does not know its type
+// may skip instead of stopping (Nomad's IgnoreUnknownTypeFlag).
+const IgnoreUnknown CommandType = 128
+
+// Handler applies one command's payload inside tx. It returns nil or a
+// business error (*CommandError); decode failures are bugs and panic.
+type Handler func(tx *Tx, payload []byte) error
+
+// FSM is the replicated state machine: a dispatch table from command type to
+// handler, and its state in Pebble. The applied index is written in the same
+// batch as the state it describes, so replayed entries are skipped (etcd's
+// consistent index).
+type FSM struct {
+	db       *pebble.DB
+	log      *slog.Logger
+	mu       sync.RWMutex // guards handlers; Restore takes it for writing
+	handlers map[CommandType]Handler
+	applied  atomic.Uint64
+	restore  sync.Mutex
+}
+
+// FSMOptions configures OpenFSM.
+type FSMOptions struct {
+	FS     vfs.FS // nil means the OS filesystem
+	Logger *slog.Logger
+}
+
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// OpenFSM opens the state store in dir.
+func OpenFSM(dir string, opts FSMOptions) (*FSM, error) {
+	po := &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Cache:              pebble.NewCache(16 << 20),
+		MemTableSize:       8 << 20,
+		Logger:             quietLogger{},
+	}
+	defer po.Cache.Unref()
+	if opts.FS != nil {
+		po.FS = opts.FS
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open state store %s: %w", dir, err)
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	f := &FSM{db: db, log: lg, handlers: map[CommandType]Handler{}}
+	v, ok, err := f.Get(appliedKey)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if ok {
+		f.applied.Store(binary.BigEndian.Uint64(v))
+	}
+	return f, nil
+}
+
+// Register adds the handler of one command type. Registering a type twice
+// is a programming error.
+func (f *FSM) Register(t CommandType, h Handler) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.handlers[t]; dup {
+		panic(fmt.Sprintf("raftstore: command type %d registered twice", t))
+	}
+	f.handlers[t] = h
+}
+
+// Close closes the state store.
+func (f *FSM) Close() error { return f.db.Close() }
+
+// AppliedIndex is the index of the last log entry reflected in the state.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Apply applies one log entry.
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies committed entries in one Pebble batch. The batch is not
+// synced: the Raft log is the durable record and entries past the state's
+// applied index are replayed after a crash; Snapshot syncs before raft
+// may truncate the log.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	resp := make([]any, len(logs))
+	tx := &Tx{b: f.db.NewIndexedBatch()}
+	defer tx.b.Close()
+	last := f.applied.Load()
+	for i, l := range logs {
+		if l.Index <= last {
+			continue // replay of an entry the state already holds
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		tx.index = l.Index
+		resp[i] = f.dispatch(tx, l)
+	}
+	if last == f.applied.Load() {
+		return resp
+	}
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], last)
+	if err := tx.b.Set(appliedKey, buf[:], nil); err != nil {
+		panic(fmt.Sprintf("raftstore: set applied index: %v", err))
+	}
+	if err := f.db.Apply(tx.b, pebble.NoSync); err != nil {
+		// The state can no longer follow the log; carrying on would diverge.
+		panic(fmt.Sprintf("raftstore: commit apply batch at %d: %v", last, err))
+	}
+	f.applied.Store(last)
+	for _, fn := range tx.after {
+		fn()
+	}
+	return resp
+}
+
+func (f *FSM) dispatch(tx *Tx, l *raft.Log) any {
+	if len(l.Data) == 0 {
+		panic(fmt.Sprintf("raftstore: empty command at index %d", l.Index))
+	}
+	t := CommandType(l.Data[0])
+	h, ok := f.handlers[t]
+	if !ok {
+		if t&IgnoreUnknown != 0 {
+			f.log.Warn("skipping unknown command type", "type", uint8(t), "index", l.Index)
+			return nil
+		}
+		panic(fmt.Sprintf("raftstore: unknown command type %d at index %d: upgrade this node", t, l.Index))
+	}
+	if err := h(tx, l.Data[1:]); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Snapshot captures the state at the current applied index. It first syncs
+// the store so that the state is never behind a snapshot raft may use to
+// truncate its log.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.db.LogData(nil, pebble.Sync); err != nil {
+		return nil, fmt.Errorf("sync state before snapshot: %w", err)
+	}
+	return &snapshot{snap: f.db.NewSnapshot()}, nil
+}
+
+// Restore replaces all state with a snapshot's content.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.DeleteRange([]byte{0x00}, []byte{0xff, 0xff, 0xff, 0xff}, pebble.NoSync); err != nil {
+		return fmt.Errorf("restore: clear state: %w", err)
+	}
+	r := bufio.NewReaderSize(rc, 1<<16)
+	b := f.db.NewBatch()
+	var applied uint64
+	for {
+		k, v, err := readRecord(r)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Close()
+			return fmt.Errorf("restore: read snapshot: %w", err)
+		}
+		if string(k) == string(appliedKey) && len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		if err := b.Set(k, v, nil); err != nil {
+			b.Close()
+			return err
+		}
+		if b.Len() > 4<<20 {
+			if err := f.db.Apply(b, pebble.NoSync); err != nil {
+				return fmt.Errorf("restore: write: %w", err)
+			}
+			b = f.db.NewBatch()
+		}
+	}
+	if err := f.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("restore: write: %w", err)
+	}
+	f.applied.Store(applied)
+	return nil
+}
+
+// snapshot streams a Pebble snapshot as length-prefixed key/value records.
+type snapshot struct{ snap *pebble.Snapshot }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	err := s.write(sink)
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) write(w io.Writer) error {
+	it, err := s.snap.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := writeRecord(bw, it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func (s *snapshot) Release() { s.snap.Close() }
+
+func writeRecord(w *bufio.Writer, k, v []byte) error {
+	var hdr [2 * binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(k)))
+	n += binary.PutUvarint(hdr[n:], uint64(len(v)))
+	if _, err := w.Write(hdr[:n]); err != nil {
+		return err
+	}
+	if _, err := w.Write(k); err != nil {
+		return err
+	}
+	_, err := w.Write(v)
+	return err
+}
+
+func readRecord(r *bufio.Reader) (k, v []byte, err error) {
+	kl, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, nil, err // io.EOF at a record boundary ends the stream
+	}
+	vl, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, nil, io.ErrUnexpectedEOF
+	}
+	if kl > 1<<20 || vl > 1<<30 {
+		return nil, nil, fmt.Errorf("record too large (%d, %d)", kl, vl)
+	}
+	buf := make([]byte, kl+vl)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, nil, io.ErrUnexpectedEOF
+	}
+	return buf[:kl], buf[kl:], nil
+}
+
+// Get reads one key of the committed state. The value is a copy.
+func (f *FSM) Get(key []byte) ([]byte, bool, error) { return get(f.db, key) }
+
+// Iter calls fn for each key in [lower, upper) of the committed state, in
+// order, until fn returns false. k and v are valid only during the call.
+func (f *FSM) Iter(lower, upper []byte, fn func(k, v []byte) bool) error {
+	return iter(f.db, lower, upper, fn)
+}
+
+type reader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func get(r reader, key []byte) ([]byte, bool, error) {
+	v, c, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state get: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	c.Close()
+	return out, true, nil
+}
+
+func iter(r reader, lower, upper []byte, fn func(k, v []byte) bool) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("state iter: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("state iter: %w", err)
+		}
+		if !fn(it.Key(), v) {
+			break
+		}
+	}
+	return it.Close()
+}
+
+// Reader is read access to the replicated state; both the committed state
+// (*FSM) and a command's transaction (*Tx) provide it, so lookups are written
+// once and used on both paths.
+type Reader interface {
+	Get(key []byte) ([]byte, bool, error)
+	Iter(lower, upper []byte, fn func(k, v []byte) bool) error
+}
+
+// Tx is what a handler sees while applying: reads include the writes of
+// earlier commands in the same batch.
+type Tx struct {
+	b     *pebble.Batch
+	index uint64
+	after []func()
+}
+
+// Index is the Raft index of the command being applied.
+func (t *Tx) Index() uint64 { return t.index }
+
+// Get reads a key, seeing this batch's writes.
+func (t *Tx) Get(key []byte) ([]byte, bool, error) { return get(t.b, key) }
+
+// Iter iterates [lower, upper), seeing this batch's writes.
+func (t *Tx) Iter(lower, upper []byte, fn func(k, v []byte) bool) error {
+	return iter(t.b, lower, upper, fn)
+}
+
+// Set writes a key.
+func (t *Tx) Set(key, value []byte) error { return t.b.Set(key, value, nil) }
+
+// Delete removes a key.
+func (t *Tx) Delete(key []byte) error { return t.b.Delete(key, nil) }
+
+// AfterCommit runs fn once the batch holding this command is committed, to
+// wake whoever waits on the change. fn must not block.
+func (t *Tx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
+
+// quietLogger drops Pebble's informational chatter; errors still surface
+// through returned errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}

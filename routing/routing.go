@@ -1,0 +1,93 @@
+// Package routing moves a message from acceptance to its mailboxes: it
+// resolves recipients against the directory, stores the body on its holder
+// nodes, commits the queue entry, and runs this node's delivery worker.
+package routing
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"clustermail/cluster"
+	"clustermail/directory"
+	"clustermail/queue"
+)
+
+// Membership is what routing needs to know about the cluster.
+type Membership interface {
+	Name() string
+	LiveNodes() []cluster.Member
+	Node(name string) (cluster.Member, bool)
+	Servers() int
+	Ready(applied uint64) string
+}
+
+// Spool is this node's body store.
+type Spool interface {
+	Put(id string, body []byte) error
+	Get(id string) ([]byte, error)
+	Has(id string) bool
+	Delete(id string) error
+	List(fn func(id string, stored time.Time, size int64) bool) error
+}
+
+// Mailboxes is this node's mailbox store.
+type Mailboxes interface {
+	Deliver(account, key string, internalDate time.Time, body []byte) (uid uint32, duplicate bool, err error)
+}
+
+// Config tunes routing.
+type Config struct {
+	Workers int // concurrent deliveries on this node
+}
+
+// Router is one node's routing.
+type Router struct {
+	cfg     Config
+	members Membership
+	dir     *directory.Directory
+	queue   *queue.Queue
+	spool   Spool
+	mail    Mailboxes
+	applied func() uint64
+	rpc     *http.Client
+	log     *slog.Logger
+	m       metrics
+}
+
+// New wires a router.
+func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queue, sp Spool, mail Mailboxes,
+	applied func() uint64, rpc *http.Client, log *slog.Logger, reg prometheus.Registerer) *Router {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	return &Router{cfg: cfg, members: members, dir: dir, queue: q, spool: sp, mail: mail, applied: applied,
+		rpc: rpc, log: log, m: newMetrics(reg)}
+}
+
+type metrics struct {
+	accepted   prometheus.Counter
+	acceptErrs *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	loops      *prometheus.CounterVec
+	bodyPuts   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "clustermail_messages_accepted_total",
+			Help: "Messages accepted and queued (250 after DATA)."}),
+		acceptErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_accept_failures_total",
+			Help: "Messages refused with a temporary error after DATA, by stage."}, []string{"stage"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_deliveries_total",
+			Help: "Recipient delivery attempts on this node, by result."}, []string{"result"}),
+		loops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_loop_iterations_total",
+			Help: "Iterations of the node's long-running loops."}, []string{"loop"}),
+		bodyPuts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_body_replicas_total",
+			Help: "Body copies stored on holder nodes, by result."}, []string{"result"}),
+	}
+	reg.MustRegister(m.accepted, m.acceptErrs, m.deliveries, m.loops, m.bodyPuts)
+	return m
+}

@@ -1,0 +1,148 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"clustermail/routing"
+)
+
+// session is one SMTP conversation, from EHLO to QUIT.
+type session struct {
+	s       *Server
+	conn    *smtp.Conn
+	remote  string
+	from    string
+	hasFrom bool
+	rcpts   []string // as given, for the Received header
+	targets []routing.Target
+}
+
+func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, args...)}
+}
+
+func (s *session) Reset() {
+	s.from, s.hasFrom, s.rcpts, s.targets = "", false, nil, nil
+}
+
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if from != "" && !plausibleAddress(from) {
+		return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
+	}
+	s.Reset()
+	s.from, s.hasFrom = from, true
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !plausibleAddress(to) {
+		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
+	}
+	targets, err := s.s.router.Resolve(to)
+	switch {
+	case errors.Is(err, routing.ErrNotHosted):
+		// No open relay: an unauthenticated client may only send to the
+		// domains the cluster hosts.
+		return smtpErr(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied: %s is not a domain hosted here", domainOf(to))
+	case errors.Is(err, routing.ErrNoSuchUser):
+		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "No such user here")
+	case err != nil:
+		s.s.log.Error("rcpt lookup failed", "rcpt", to, "err", err)
+		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary directory failure, try again later")
+	}
+	s.rcpts = append(s.rcpts, to)
+	for _, t := range targets {
+		dup := false
+		for _, have := range s.targets {
+			if have.Addr == t.Addr {
+				dup = true
+			}
+		}
+		if !dup {
+			s.targets = append(s.targets, t)
+		}
+	}
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (s *session) Data(r io.Reader) error {
+	id := routing.NewID()
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 4<<20 {
+			buf.Reset()
+			bufPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	s.writeReceived(buf, id)
+	sr := &strictReader{r: r, max: s.s.cfg.MaxLineLength}
+	if _, err := buf.ReadFrom(sr); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			s.s.log.Info("message refused", "queue_id", id, "remote", s.remote, "reason", se.Message)
+			return se
+		}
+		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.s.router.Accept(ctx, id, s.from, s.targets, buf.Bytes()); err != nil {
+		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message not queued, try again later (%s)", id)
+	}
+	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", id)
+}
+
+// writeReceived adds the trace header (RFC 5321 4.4). The recipient is
+// named only when there is one, so a copy does not reveal the others.
+func (s *session) writeReceived(w *bytes.Buffer, id string) {
+	host, _, _ := net.SplitHostPort(s.remote)
+	helo := sanitize(s.conn.Hostname())
+	proto := "ESMTP"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		proto = "ESMTPS"
+	}
+	fmt.Fprintf(w, "Received: from %s ([%s])\r\n\tby %s (clustermail) with %s id %s", helo, host, s.s.cfg.Hostname, proto, id)
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(w, "\r\n\tfor <%s>", sanitize(s.rcpts[0]))
+	}
+	fmt.Fprintf(w, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
+}
+
+// sanitize keeps client-supplied text from breaking the header.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}
+
+// plausibleAddress is a cheap syntax check before any lookup; the
+// directory does the real validation.
+func plausibleAddress(a string) bool {
+	i := strings.LastIndexByte(a, '@')
+	return i > 0 && i < len(a)-1 && len(a) <= 254 && !strings.ContainsAny(a, " \t\r\n<>")
+}
