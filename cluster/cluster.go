@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -89,8 +87,8 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.NotifyCh = c.notify
 	rc.BatchApplyCh = true
-	rc.Logger = hclog.FromStandardLogger(slog.NewLogLogger(lg.With("part", "raft").Handler(), slog.LevelInfo),
-		&hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Debug, Output: logWriter{lg, "raft"},
+		DisableTime: true})
 	// A state store that already holds the latest snapshot's entries must
 	// not be overwritten by restoring it again at start.
 	if snaps, err := st.Snapshots.List(); err == nil && len(snaps) > 0 && st.Applied() >= snaps[0].Index {
@@ -141,9 +139,3 @@ func (c *Cluster) Shutdown() error {
 	return errors.Join(errs...)
 }
 
-func stdLogger(lg *slog.Logger, part string) *log.Logger {
-	return slog.NewLogLogger(lg.With("part", part).Handler(), slog.LevelInfo)
-}
-
-// discard is for libraries that insist on a writer.
-var discard io.Writer = io.Discard

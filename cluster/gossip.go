@@ -116,8 +116,7 @@ func (c *Cluster) startGossip() error {
 	mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	mc.Delegate = delegate{c}
 	mc.Events = delegate{c}
-	mc.Logger = stdLogger(c.log, "gossip")
-	mc.LogOutput = nil
+	mc.LogOutput = logWriter{c.log, "gossip"}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start gossip on %s: %w", c.cfg.GossipAddr, err)

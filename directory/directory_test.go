@@ -108,10 +108,19 @@ func TestResolve(t *testing.T) {
 	mustDo(t, func() error { _, err := d.AddDomain(ctx, "a.test"); return err })
 	mustDo(t, func() error { _, err := d.AddDomain(ctx, "b.test"); return err })
 	for _, a := range []string{"u1@a.test", "u2@b.test"} {
-		mustDo(t, func() error { _, err := d.AddAccount(ctx, NewAccount{Address: a, Password: "p", Node: "n"}); return err })
+		mustDo(t, func() error {
+			_, err := d.AddAccount(ctx, NewAccount{Address: a, Password: "p", Node: "n"})
+			return err
+		})
 	}
-	mustDo(t, func() error { _, err := d.SetAlias(ctx, "all@a.test", []string{"u1@a.test", "u2@b.test", "loop@a.test"}); return err })
-	mustDo(t, func() error { _, err := d.SetAlias(ctx, "loop@a.test", []string{"all@a.test", "gone@a.test"}); return err })
+	mustDo(t, func() error {
+		_, err := d.SetAlias(ctx, "all@a.test", []string{"u1@a.test", "u2@b.test", "loop@a.test"})
+		return err
+	})
+	mustDo(t, func() error {
+		_, err := d.SetAlias(ctx, "loop@a.test", []string{"all@a.test", "gone@a.test"})
+		return err
+	})
 	tests := []struct {
 		addr   string
 		hosted bool

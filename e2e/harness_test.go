@@ -262,4 +262,3 @@ func subjects(t *testing.T, c *api.Client, address string) (map[string]int, erro
 	}
 	return out, nil
 }
-

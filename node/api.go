@@ -116,7 +116,7 @@ func (n *Node) handleReady(w http.ResponseWriter, _ *http.Request) {
 
 // forward sends the request to another node's cluster port, which serves
 // it with this same handler.
-func (n *Node) forward(w http.ResponseWriter, r *http.Request, clusterAddr string) {
+func (n *Node) forward(w http.ResponseWriter, r *http.Request, clusterAddr string, unreachable func(error) error) {
 	if r.Header.Get(peer.ForwardedHeader) != "" {
 		writeErr(w, http.StatusServiceUnavailable, errors.New("forwarding loop: the target node cannot serve this either"))
 		return
@@ -125,7 +125,7 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, clusterAddr strin
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = n.rpc.Transport
 	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
-		writeErr(w, http.StatusBadGateway, fmt.Errorf("forward to %s: %w", clusterAddr, err))
+		writeErr(w, http.StatusServiceUnavailable, unreachable(err))
 	}
 	r.Header.Set(peer.ForwardedHeader, n.cfg.Name)
 	rp.ServeHTTP(w, r)
@@ -143,7 +143,9 @@ func (n *Node) onLeader(h http.HandlerFunc) http.HandlerFunc {
 			writeErr(w, http.StatusServiceUnavailable, cluster.ErrNoLeader)
 			return
 		}
-		n.forward(w, r, addr)
+		n.forward(w, r, addr, func(err error) error {
+			return fmt.Errorf("cannot reach the leader at %s: %w", addr, err)
+		})
 	}
 }
 
@@ -164,12 +166,15 @@ func (n *Node) onOwner(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
+		down := func(err error) error {
+			return fmt.Errorf("the mailbox of %s is on node %s, which is down (%v); try again when it is back", acc.Address, acc.Node, err)
+		}
 		m, ok := n.cluster.Node(acc.Node)
 		if !ok || m.State != cluster.StateAlive {
-			writeErr(w, http.StatusServiceUnavailable, fmt.Errorf("the mailbox of %s is on node %s, which is down; try again when it is back", acc.Address, acc.Node))
+			writeErr(w, http.StatusServiceUnavailable, down(errors.New("gossip: "+m.State)))
 			return
 		}
-		n.forward(w, r, m.Meta.RaftAddr)
+		n.forward(w, r, m.Meta.RaftAddr, down)
 	}
 }
 

@@ -137,4 +137,3 @@ func (r *Router) putRemote(ctx context.Context, addr, id string, body []byte) er
 	}
 	return nil
 }
-
