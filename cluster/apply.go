@@ -148,5 +148,6 @@ func (c *Cluster) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /internal/apply", c.handleApply)
 	mux.HandleFunc("GET /internal/raft-peers", c.handleRaftPeers)
+	mux.HandleFunc("POST /internal/leave/{id}", c.handleLeave)
 	return mux
 }

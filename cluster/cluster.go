@@ -64,8 +64,7 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	leaving bool
-	mu      sync.Mutex
+	mu sync.Mutex // guards cfg.Meta
 }
 
 // New starts Raft on the cluster port's Raft listener and gossip on the
@@ -138,4 +137,3 @@ func (c *Cluster) Shutdown() error {
 	errs = append(errs, c.trans.Close())
 	return errors.Join(errs...)
 }
-

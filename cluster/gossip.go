@@ -76,7 +76,10 @@ func (t *memberTable) list() []Member {
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	b, err := d.c.cfg.Meta.encode()
+	d.c.mu.Lock()
+	m := d.c.cfg.Meta
+	d.c.mu.Unlock()
+	b, err := m.encode()
 	if err != nil || len(b) > limit {
 		return nil
 	}
@@ -90,8 +93,10 @@ func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 func (d delegate) NotifyJoin(n *memberlist.Node)   { d.c.table.set(n, StateAlive); d.c.wake() }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.c.table.set(n, StateAlive); d.c.wake() }
 func (d delegate) NotifyLeave(n *memberlist.Node) {
+	// n.State is not filled in by memberlist here; the departing node's
+	// own Leaving flag tells a leave from a failure.
 	st := StateDead
-	if n.State == memberlist.StateLeft {
+	if m, ok := decodeMeta(n.Meta); ok && m.Leaving {
 		st = StateLeft
 	}
 	d.c.table.set(n, st)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -12,14 +13,19 @@ import (
 // until the leader has removed it. Then gossip and Raft stop.
 func (c *Cluster) Leave(ctx context.Context) error {
 	c.mu.Lock()
-	c.leaving = true
+	c.cfg.Meta.Leaving = true
 	c.mu.Unlock()
+	if err := c.ml.UpdateNode(2 * time.Second); err != nil {
+		c.log.Warn("leave: announce", "err", err)
+	}
 	self := raft.ServerID(c.cfg.ID)
 	n := c.Servers()
 	if c.IsLeader() && n > 1 {
 		if err := c.raft.RemoveServer(self, 0, 0).Error(); err != nil {
 			c.log.Warn("leave: leader could not remove itself", "err", err)
 		}
+	} else if n > 1 {
+		c.askRemoval(ctx)
 	}
 	if err := c.ml.Leave(5 * time.Second); err != nil {
 		c.log.Warn("leave: gossip leave", "err", err)
@@ -28,6 +34,50 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		c.waitRemoved(ctx, self)
 	}
 	return c.Shutdown()
+}
+
+// askRemoval asks the leader to take this node out of the Raft
+// configuration, retrying while leadership moves.
+func (c *Cluster) askRemoval(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		addr := c.LeaderAddr()
+		if addr != "" {
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/internal/leave/"+c.cfg.ID, nil)
+			resp, err := c.rpc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusNoContent {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	c.log.Warn("leave: the leader did not confirm the removal; it will see this node leave through gossip")
+}
+
+// handleLeave is the leader's end of askRemoval.
+func (c *Cluster) handleLeave(w http.ResponseWriter, r *http.Request) {
+	if !c.IsLeader() {
+		http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		return
+	}
+	id := raft.ServerID(r.PathValue("id"))
+	if id == raft.ServerID(c.cfg.ID) {
+		http.Error(w, "the leader leaves by itself", http.StatusConflict)
+		return
+	}
+	if err := c.raft.RemoveServer(id, 0, 0).Error(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	c.log.Info("removed a departing node", "id", id)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (c *Cluster) waitRemoved(ctx context.Context, self raft.ServerID) {

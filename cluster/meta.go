@@ -16,6 +16,9 @@ type Meta struct {
 	SMTPAddr string `json:"s"`
 	Expect   int    `json:"e,omitempty"`
 	Version  string `json:"v"`
+	// Leaving is gossiped just before a graceful leave: memberlist reports a
+	// leave and a death the same way, so the departing node says which.
+	Leaving bool `json:"l,omitempty"`
 }
 
 func (m Meta) encode() ([]byte, error) {

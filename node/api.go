@@ -58,8 +58,7 @@ func (n *Node) apiHandler() http.Handler {
 // and the admin API for requests forwarded between nodes.
 func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/internal/apply", n.cluster.Handler())
-	mux.Handle("/internal/raft-peers", n.cluster.Handler())
+	mux.Handle("/internal/", n.cluster.Handler())
 	mux.Handle("/internal/spool/", n.router.Handler())
 	mux.Handle("/v1/", n.apiHandler())
 	return mux

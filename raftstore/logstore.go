@@ -138,8 +138,8 @@ func (s *LogStore) GetLog(index uint64, out *raft.Log) error {
 }
 
 // StoreLog stores one log durably.
-func (s *LogStore) StoreLog(log *raft.Log) error {
-	return s.StoreLogs([]*raft.Log{log})
+func (s *LogStore) StoreLog(l *raft.Log) error {
+	return s.StoreLogs([]*raft.Log{l})
 }
 
 // StoreLogs stores logs in one batch, durable before it returns.

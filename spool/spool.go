@@ -21,7 +21,7 @@ import (
 // ErrNotFound is returned by Get for an id that is not stored.
 var ErrNotFound = errors.New("spool: body not found")
 
-// ErrTooLarge is returned (wrapped) by PutFrom when the body exceeds max.
+// ErrTooLarge is returned (wrapped) by PutFrom when the body exceeds its limit.
 var ErrTooLarge = errors.New("spool: body too large")
 
 // Key layout. Metadata keys are the id itself after the prefix, so iterating
@@ -102,8 +102,8 @@ func (s *Spool) Close() error {
 }
 
 // Put stores body under id, durably (fsynced) before it returns. Putting an
-// id again replaces its body; with the same body that is harmless, so a
-// retried Put is safe.
+// id again replaces its body and stored time; with the same body that is
+// harmless, so a retried Put is safe.
 func (s *Spool) Put(id string, body []byte) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -121,27 +121,27 @@ func (s *Spool) Put(id string, body []byte) error {
 	return s.commit(id, b, meta{size: int64(len(body)), chunks: n})
 }
 
-// PutFrom reads a body of at most max bytes from r and stores it like Put.
-// n is the number of bytes read from r. A body longer than max is not
-// stored and the error wraps ErrTooLarge.
-func (s *Spool) PutFrom(id string, r io.Reader, max int64) (n int64, err error) {
+// PutFrom reads a body of at most limit bytes from r and stores it like
+// Put. n is the number of bytes read from r. A body longer than limit is
+// not stored and the error wraps ErrTooLarge.
+func (s *Spool) PutFrom(id string, r io.Reader, limit int64) (n int64, err error) {
 	if err := checkID(id); err != nil {
 		return 0, err
 	}
-	if max < 0 {
-		return 0, fmt.Errorf("put %q: negative max %d", id, max)
+	if limit < 0 {
+		return 0, fmt.Errorf("put %q: negative limit %d", id, limit)
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	// Read one byte past max to tell "exactly max" from "too large".
-	lr := io.LimitReader(r, max+1)
-	buf := make([]byte, min(chunkSize, max+1))
+	// Read one byte past limit to tell "exactly limit" from "too large".
+	lr := io.LimitReader(r, limit+1)
+	buf := make([]byte, min(chunkSize, limit+1))
 	var chunks uint32
 	for {
 		k, err := io.ReadFull(lr, buf)
 		n += int64(k)
-		if n > max {
-			return n, fmt.Errorf("put %q: %w: over %d bytes", id, ErrTooLarge, max)
+		if n > limit {
+			return n, fmt.Errorf("put %q: %w: over %d bytes", id, ErrTooLarge, limit)
 		}
 		if k > 0 {
 			if err := b.Set(chunkKey(id, chunks), buf[:k], nil); err != nil {
@@ -164,7 +164,7 @@ func (s *Spool) PutFrom(id string, r io.Reader, max int64) (n int64, err error) 
 func (s *Spool) commit(id string, b *pebble.Batch, m meta) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	old, found, err := s.meta(s.db, id)
+	old, found, err := s.readMeta(s.db, id)
 	if err != nil {
 		return fmt.Errorf("put %q: %w", id, err)
 	}
@@ -197,7 +197,7 @@ func (s *Spool) Get(id string) ([]byte, error) {
 	// One snapshot, so a concurrent Delete or Put cannot tear the body.
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	m, found, err := s.meta(snap, id)
+	m, found, err := s.readMeta(snap, id)
 	if err != nil {
 		return nil, fmt.Errorf("get %q: %w", id, err)
 	}
@@ -240,22 +240,22 @@ func (s *Spool) Has(id string) bool {
 	if checkID(id) != nil {
 		return false
 	}
-	_, found, err := s.meta(s.db, id)
+	_, found, err := s.readMeta(s.db, id)
 	return found && err == nil
 }
 
 // Delete removes the body stored under id; deleting an absent id is not an
-// error. It does not fsync: a body that a power cut brings back is an
-// orphan with no queue entry, the same as one whose Put outlived a failed
-// enqueue, and the queue's sweep of List removes both. The next synced Put
-// makes the delete durable anyway.
+// error. It does not fsync, to spare one fsync per delivered message: a body
+// that a power cut brings back is an orphan with no queue entry, like one
+// whose Put outlived a failed enqueue, and a sweep over List must remove
+// those anyway. The next synced Put makes the delete durable in passing.
 func (s *Spool) Delete(id string) error {
 	if checkID(id) != nil {
 		return nil
 	}
 	unlock := s.locks.lock(id)
 	defer unlock()
-	m, found, err := s.meta(s.db, id)
+	m, found, err := s.readMeta(s.db, id)
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", id, err)
 	}
@@ -282,7 +282,8 @@ func (s *Spool) Delete(id string) error {
 
 // List calls fn for every stored body, in id order, with the time it was
 // stored and its size; fn returning false stops the walk. fn sees a
-// consistent snapshot and may call other Spool methods, Delete included.
+// consistent snapshot and may call other Spool methods, Delete included;
+// the walk pins the files it reads until it ends, so keep fn short.
 func (s *Spool) List(fn func(id string, stored time.Time, size int64) bool) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{prefixMeta},
@@ -317,8 +318,8 @@ func (s *Spool) Stats() (count int, bytes int64) {
 	return int(s.count.Load()), s.bytes.Load()
 }
 
-// meta reads id's metadata from r (the database or a snapshot).
-func (s *Spool) meta(r pebble.Reader, id string) (m meta, found bool, err error) {
+// readMeta reads id's metadata from r (the database or a snapshot).
+func (s *Spool) readMeta(r pebble.Reader, id string) (m meta, found bool, err error) {
 	v, closer, err := r.Get(metaKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return meta{}, false, nil
