@@ -229,3 +229,21 @@ func TestPasswordHash(t *testing.T) {
 		t.Error("empty password hashed")
 	}
 }
+
+// TestOlderEntriesStillApply: an entry written by an older version (here,
+// an account without fields added since) applies on a newer node.
+func TestOlderEntriesStillApply(t *testing.T) {
+	d := newTestDirectory(t)
+	ctx := context.Background()
+	if _, err := d.AddDomain(ctx, "old.test"); err != nil {
+		t.Fatal(err)
+	}
+	old := append([]byte{byte(cmdAccountAdd)}, `{"address":"o@old.test","hash":"x","node":"n1"}`...)
+	if err := d.apply.Apply(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := d.Account("o@old.test")
+	if err != nil || !ok || a.Quota != 0 || a.Node != "n1" {
+		t.Fatalf("account from an old entry: %+v %v %v", a, ok, err)
+	}
+}

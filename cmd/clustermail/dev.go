@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,6 +222,7 @@ func printDevBanner(w io.Writer, nodes []*devNode, o devOptions, password string
 		where += " (removed when dev stops; use --dir to keep it)"
 	}
 	fmt.Fprintf(w, "\ndata:     %s\ndomain:   %s\naccount:  %s\npassword: %s\n", where, o.domain, addr, password)
+	self := selfName()
 	fmt.Fprintf(w, `
 Send a first message (to any node):
   swaks --server %[1]s --from you@example.org --to %[2]s --header 'Subject: hello' --body 'first message'
@@ -228,17 +230,39 @@ or, without swaks:
   python3 -c "import smtplib; smtplib.SMTP('127.0.0.1', %[3]s).sendmail('you@example.org', ['%[2]s'], 'Subject: hello\r\n\r\nfirst message\r\n')"
 
 Read it:
-  clustermail mailbox list %[2]s
-  clustermail mailbox show %[2]s 1
+  %[4]s mailbox list %[2]s
+  %[4]s mailbox show %[2]s 1
 
 Look at the cluster:
-  clustermail cluster members
-  clustermail cluster status
-`, nodes[len(nodes)-1].smtp, addr, strings.TrimPrefix(nodes[len(nodes)-1].smtp, "127.0.0.1:"))
+  %[4]s cluster members
+  %[4]s cluster status
+`, nodes[len(nodes)-1].smtp, addr, strings.TrimPrefix(nodes[len(nodes)-1].smtp, "127.0.0.1:"), self)
 	if o.offset != 0 {
 		fmt.Fprintf(w, "  (add --api http://%s to the commands: the default API is 127.0.0.1:8080)\n", nodes[0].api)
 	}
 	fmt.Fprintln(w, "\nCtrl-C stops the cluster.")
+}
+
+// selfName is how the user can run this binary again: "clustermail" when
+// that is what PATH finds, else a path relative to the working directory.
+func selfName() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "clustermail"
+	}
+	if p, err := exec.LookPath("clustermail"); err == nil {
+		if a, err := filepath.EvalSymlinks(p); err == nil {
+			if b, err := filepath.EvalSymlinks(exe); err == nil && a == b {
+				return "clustermail"
+			}
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return exe
 }
 
 func prefixLines(r io.Reader, prefix string, w io.Writer, mu *sync.Mutex) {
