@@ -32,9 +32,14 @@ type Config struct {
 	Join       []string
 	Expect     int           // --bootstrap-expect; 0: join an existing cluster
 	DeadGrace  time.Duration // how long a dead voter stays before the leader removes it
-	Meta       Meta          // what this node tells the others about itself
-	DataDir    string        // Raft snapshots go under it
-	Logger     *slog.Logger
+	// SnapshotThreshold and TrailingLogs tune Raft's log compaction; zero
+	// keeps Raft's defaults (8192 and 10240).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
+	Meta              Meta   // what this node tells the others about itself
+	DataDir           string // Raft snapshots go under it
+	Logger            *slog.Logger
 }
 
 // Stores are the durable parts Raft runs on.
@@ -86,6 +91,15 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.NotifyCh = c.notify
 	rc.BatchApplyCh = true
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Debug, Output: logWriter{lg, "raft"},
 		DisableTime: true})
 	// A state store that already holds the latest snapshot's entries must

@@ -22,6 +22,10 @@ type Config struct {
 	Hostname        string
 	DeadServerGrace time.Duration
 
+	RaftSnapshotThreshold uint64 // 0: Raft's default
+	RaftTrailingLogs      uint64
+	RaftSnapshotInterval  time.Duration
+
 	MaxMessageBytes int64
 	MaxRecipients   int
 	MaxLineLength   int

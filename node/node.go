@@ -102,6 +102,8 @@ func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.cluster, err = cluster.New(cluster.Config{
 		Name: cfg.Name, ID: n.id, GossipAddr: cfg.GossipAddr, Join: cfg.Join, Expect: cfg.BootstrapExpect,
 		DeadGrace: cfg.DeadServerGrace, DataDir: cfg.DataDir, Logger: log,
+		SnapshotThreshold: cfg.RaftSnapshotThreshold, TrailingLogs: cfg.RaftTrailingLogs,
+		SnapshotInterval: cfg.RaftSnapshotInterval,
 		Meta: cluster.Meta{ID: n.id, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr, SMTPAddr: cfg.SMTPAddr,
 			Expect: cfg.BootstrapExpect, Version: Version},
 	}, cluster.Stores{Log: logCache, Stable: n.logs, Snapshots: snaps, FSM: n.fsm, Applied: n.fsm.AppliedIndex}, n.peerLn)

@@ -13,6 +13,7 @@ func (q *Queue) Register(f *raftstore.FSM) {
 	f.Register(cmdAdd, q.applyAdd)
 	f.Register(cmdUpdate, q.applyUpdate)
 	f.Register(cmdDelete, q.applyDelete)
+	f.OnRestore(q.notify)
 }
 
 // Result is one recipient's outcome reported by the node delivering it.

@@ -49,7 +49,7 @@ type FSM struct {
 	mu       sync.RWMutex // guards handlers; Restore takes it for writing
 	handlers map[CommandType]Handler
 	applied  atomic.Uint64
-	restore  sync.Mutex
+	restored []func()
 }
 
 // FSMOptions configures OpenFSM.
@@ -104,6 +104,14 @@ func (f *FSM) Register(t CommandType, h Handler) {
 		panic(fmt.Sprintf("raftstore: command type %d registered twice", t))
 	}
 	f.handlers[t] = h
+}
+
+// OnRestore registers fn to run after a snapshot replaced the state, so
+// whoever caches or waits on the state looks again.
+func (f *FSM) OnRestore(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restored = append(f.restored, fn)
 }
 
 // Close closes the state store.
@@ -223,6 +231,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: write: %w", err)
 	}
 	f.applied.Store(applied)
+	for _, fn := range f.restored {
+		fn()
+	}
 	return nil
 }
 

@@ -14,11 +14,8 @@ var (
 		Message: "Message refused: bare LF in DATA (lines must end with CRLF)"}
 	errBareCR = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "Message refused: bare CR in DATA (lines must end with CRLF)"}
+	errLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long in DATA"}
 )
-
-func errLineTooLong() *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long in DATA"}
-}
 
 // strictReader passes data through while checking that every CR is
 // followed by LF, every LF preceded by CR, and no line is longer than max
@@ -54,7 +51,7 @@ func (s *strictReader) Read(p []byte) (int, error) {
 		default:
 			s.line++
 			if s.max > 0 && s.line > s.max-2 {
-				s.err = errLineTooLong()
+				s.err = errLineTooLong
 				return 0, s.err
 			}
 		}

@@ -1,9 +1,13 @@
 package smtpd
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +41,7 @@ type limitListener struct {
 	sem      chan struct{}
 	m        *metrics
 	hostname string
+	idle     time.Duration // read timeout while a message is transferred
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -48,7 +53,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		select {
 		case l.sem <- struct{}{}:
 			l.m.active.Inc()
-			return &countingConn{Conn: c, l: l, bol: true}, nil
+			return &countingConn{Conn: c, l: l, bol: true, idle: l.idle}, nil
 		default:
 			l.m.refused.Inc()
 			go func() {
@@ -66,10 +71,92 @@ type countingConn struct {
 	once sync.Once
 	bol  bool // the next byte written begins a line
 	code []byte
+
+	idle     time.Duration
+	inData   atomic.Bool // a message is being transferred: the timeout is per read
+	eof      atomic.Bool // the client has closed its side
+	timedOut atomic.Bool
 }
 
+// Read enforces what go-smtp leaves out about the read timeout.
+//
+// While a message is transferred (inData), every read gets the whole idle
+// timeout: go-smtp sets the deadline once, when it reads the DATA or BDAT
+// command, which would cap the transfer of the whole message instead.
+//
+// A timeout is sticky: bufio.Reader.ReadLine hands go-smtp what it has of a
+// line as a whole line when the read times out in the middle of it, and
+// drops the error, so a client trickling a command without its CRLF
+// would never be timed out. With the error repeated, go-smtp's next read
+// sees it, replies 421 4.4.2 and closes.
+func (c *countingConn) Read(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		return 0, errStickyTimeout
+	}
+	if c.inData.Load() && c.idle > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		var ne net.Error
+		switch {
+		case errors.Is(err, io.EOF):
+			c.eof.Store(true)
+		case errors.As(err, &ne) && ne.Timeout():
+			c.timedOut.Store(true)
+		}
+	}
+	return n, err
+}
+
+// errStickyTimeout is what reads return after one timed out.
+var errStickyTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "read timed out" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// fixedReplies corrects go-smtp's replies whose codes are not RFC 5321's.
+// go-smtp writes each reply line in one Write, so they are matched whole.
+var fixedReplies = map[string]string{
+	// Commands out of sequence are 503 (RFC 5321 4.1.4, 4.3.2); 502 means
+	// "not implemented".
+	"502 5.5.1 Please introduce yourself first.":         "503 5.5.1 Send EHLO or HELO first",
+	"502 5.5.1 Missing MAIL FROM command.":               "503 5.5.1 Send MAIL FROM first",
+	"502 5.5.1 Missing RCPT TO command.":                 "503 5.5.1 No valid recipients: send RCPT TO first",
+	"502 5.5.1 MAIL not allowed during message transfer": "503 5.5.1 MAIL not allowed during message transfer",
+	"502 5.5.1 RCPT not allowed during message transfer": "503 5.5.1 RCPT not allowed during message transfer",
+	"502 5.5.1 DATA not allowed during message transfer": "503 5.5.1 DATA not allowed during message transfer",
+	"502 5.5.1 DATA not allowed for BINARYMIME messages": "503 5.5.1 DATA not allowed for BINARYMIME messages",
+	// go-smtp says this of any line that is not a four-letter verb (and a
+	// space): an unrecognised command, 500.
+	"501 5.5.2 Bad command": "500 5.5.2 Syntax error, command unrecognized",
+	// Unknown MAIL and RCPT parameters are 555 (RFC 5321 4.1.1.11).
+	"500 5.5.4 Unknown MAIL FROM argument": "555 5.5.4 MAIL FROM parameter not recognized",
+	"500 5.5.4 Unknown RCPT TO argument":   "555 5.5.4 RCPT TO parameter not recognized",
+	// A line too long is a syntax error (X.5.2), not a routing one (X.4.0).
+	"500 5.4.0 Too long line, closing connection": "500 5.5.2 Line too long, closing connection",
+	// A server closing the connection says 421 (RFC 5321 3.8).
+	"500 5.5.1 Too many errors. Quiting now": "421 4.7.0 Too many errors, closing connection",
+}
+
+// txFailed begins go-smtp's reply for an error that is not an
+// *smtp.SMTPError: a read error during BDAT. It is permanent and carries
+// the error's text (addresses included); the client should retry.
+var txFailed = []byte("554 5.0.0 Error: transaction failed: ")
+
 func (c *countingConn) Write(p []byte) (int, error) {
-	for _, b := range p {
+	out := p
+	if c.bol && len(p) > 2 && bytes.IndexByte(p, '\n') == len(p)-1 && bytes.HasSuffix(p, []byte("\r\n")) {
+		if fixed, ok := fixedReplies[string(p[:len(p)-2])]; ok {
+			out = []byte(fixed + "\r\n")
+		} else if bytes.HasPrefix(p, txFailed) {
+			out = []byte("451 4.4.2 Error reading the message\r\n")
+		}
+	}
+	for _, b := range out {
 		if c.bol {
 			c.code = c.code[:0]
 			c.bol = false
@@ -87,7 +174,10 @@ func (c *countingConn) Write(p []byte) (int, error) {
 			c.bol = true
 		}
 	}
-	return c.Conn.Write(p)
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (c *countingConn) Close() error {

@@ -4,6 +4,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,7 +68,8 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("smtp listen %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: &s.m, hostname: s.cfg.Hostname}
+	s.ln = &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: &s.m, hostname: s.cfg.Hostname,
+		idle: s.cfg.Timeout}
 	return nil
 }
 
@@ -97,5 +99,10 @@ type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	b.s.m.sessions.Inc()
-	return &session{s: b.s, conn: c, remote: c.Conn().RemoteAddr().String()}, nil
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	cc, _ := nc.(*countingConn)
+	return &session{s: b.s, conn: c, cc: cc, remote: c.Conn().RemoteAddr().String()}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -20,6 +21,7 @@ import (
 type session struct {
 	s       *Server
 	conn    *smtp.Conn
+	cc      *countingConn // nil when the listener is not ours (tests)
 	remote  string
 	from    string
 	hasFrom bool
@@ -33,11 +35,19 @@ func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.
 
 func (s *session) Reset() {
 	s.from, s.hasFrom, s.rcpts, s.targets = "", false, nil, nil
+	if s.cc != nil {
+		s.cc.inData.Store(false) // go-smtp resets once the message is read
+	}
 }
 
 func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.hasFrom {
+		// go-smtp would keep the recipients it counted while Reset drops
+		// ours: refuse, as RFC 5321 4.1.4 allows (RSET first).
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "Nested MAIL command")
+	}
 	if from != "" && !plausibleAddress(from) {
 		return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
 	}
@@ -80,6 +90,12 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (s *session) Data(r io.Reader) error {
+	if len(s.targets) == 0 {
+		return smtpErr(554, smtp.EnhancedCode{5, 5, 1}, "No valid recipients")
+	}
+	if s.cc != nil {
+		s.cc.inData.Store(true)
+	}
 	id := routing.NewID()
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer func() {
@@ -90,14 +106,40 @@ func (s *session) Data(r io.Reader) error {
 	}()
 	buf.Reset()
 	s.writeReceived(buf, id)
+	// With BDAT, go-smtp calls Data in a goroutine of its own and feeds it
+	// through a pipe, chunk by chunk; the chunks are counted in octets, so
+	// the session never loses its footing.
+	_, bdat := r.(*io.PipeReader)
 	sr := &strictReader{r: r, max: s.s.cfg.MaxLineLength}
 	if _, err := buf.ReadFrom(sr); err != nil {
 		var se *smtp.SMTPError
-		if errors.As(err, &se) {
+		var ne net.Error
+		switch {
+		case !bdat && (errors.Is(err, smtp.ErrTooLongLine) || errors.Is(err, errLineTooLong)):
+			// go-smtp's own line limit (the same as ours) has failed or
+			// will fail its reader for good: say why, then close.
+			s.s.log.Info("message refused", "queue_id", id, "remote", s.remote, "reason", "line too long")
+			s.closeWith(500, smtp.EnhancedCode{5, 5, 2}, "Line too long in message, closing connection")
+			return errLineTooLong
+		case errors.As(err, &se):
+			// go-smtp discards the rest of the data; the session goes on.
 			s.s.log.Info("message refused", "queue_id", id, "remote", s.remote, "reason", se.Message)
 			return se
+		case !bdat && errors.As(err, &ne) && ne.Timeout():
+			// Where the data would have ended is unknown: what follows
+			// must not be read as commands.
+			s.s.log.Info("message not received: timeout", "queue_id", id, "remote", s.remote)
+			s.closeWith(421, smtp.EnhancedCode{4, 4, 2}, "Timeout reading the message, closing connection")
+			return err
 		}
-		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message: %v", err)
+		s.s.log.Info("message not received", "queue_id", id, "remote", s.remote, "err", err)
+		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Error reading the message")
+	}
+	if s.cc != nil && s.cc.eof.Load() {
+		// go-smtp ends a BDAT chunk cut short by the client's close as if
+		// it were whole: never queue such a message.
+		s.s.log.Info("message not received: connection closed", "queue_id", id, "remote", s.remote)
+		return smtpErr(451, smtp.EnhancedCode{4, 4, 2}, "Connection closed before the end of the message")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -105,6 +147,16 @@ func (s *session) Data(r io.Reader) error {
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message not queued, try again later (%s)", id)
 	}
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", id)
+}
+
+// closeWith sends a last reply and closes the connection, for when the
+// client and the server no longer agree on where the data ends. go-smtp's
+// own replies after that fail on the closed connection.
+func (s *session) closeWith(code int, enh smtp.EnhancedCode, msg string) {
+	c := s.conn.Conn()
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = fmt.Fprintf(c, "%d %d.%d.%d %s\r\n", code, enh[0], enh[1], enh[2], msg)
+	_ = c.Close()
 }
 
 // writeReceived adds the trace header (RFC 5321 4.4). The recipient is
@@ -144,5 +196,5 @@ func domainOf(addr string) string {
 // directory does the real validation.
 func plausibleAddress(a string) bool {
 	i := strings.LastIndexByte(a, '@')
-	return i > 0 && i < len(a)-1 && len(a) <= 254 && !strings.ContainsAny(a, " \t\r\n<>")
+	return i > 0 && i < len(a)-1 && len(a) <= 254 && utf8.ValidString(a) && !strings.ContainsAny(a, " \t\r\n<>")
 }

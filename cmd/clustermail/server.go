@@ -34,6 +34,9 @@ func serverFlags(fs *pflag.FlagSet, c *node.Config) {
 	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 5*time.Minute, "idle time allowed for one SMTP command or data line")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1000, "concurrent inbound SMTP connections")
 	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", 8, "concurrent local deliveries on this node")
+	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 8192, "Raft log entries between snapshots")
+	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 10240, "Raft log entries kept after a snapshot, so a slightly behind node catches up without one")
+	fs.DurationVar(&c.RaftSnapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often Raft checks whether a snapshot is due")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	c.MaxMessageBytes = 25 << 20
