@@ -87,13 +87,32 @@ func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) error {
 	if err := json.Unmarshal(body, &a); err != nil {
 		return fmt.Errorf("leader %s: bad answer: %w", addr, err)
 	}
+	// Wait until this replica has applied the write, so that a read here
+	// right after it sees it (read-your-writes on the proposing node).
+	c.waitApplied(ctx, a.Index)
 	if a.Error != nil {
 		return a.Error
 	}
 	return nil
 }
 
+// waitApplied waits, briefly, until the local state reflects index. A
+// follower a heartbeat behind catches up in milliseconds; one that does not
+// is not worth failing a committed write for.
+func (c *Cluster) waitApplied(ctx context.Context, index uint64) {
+	deadline := time.Now().Add(2 * time.Second)
+	for wait := 100 * time.Microsecond; c.applied() < index && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
+
 func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) error {
+	_, err := c.applyIndexed(ctx, cmd)
+	return err
+}
+
+func (c *Cluster) applyIndexed(ctx context.Context, cmd []byte) (uint64, error) {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -103,17 +122,18 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) error {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 			errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return errRetry{err}
+			return 0, errRetry{err}
 		}
-		return fmt.Errorf("raft apply: %w", err)
+		return 0, fmt.Errorf("raft apply: %w", err)
 	}
 	if err, ok := f.Response().(error); ok && err != nil {
-		return err
+		return f.Index(), err
 	}
-	return nil
+	return f.Index(), nil
 }
 
 type applyAnswer struct {
+	Index uint64                  `json:"index"`
 	Error *raftstore.CommandError `json:"error,omitempty"`
 }
 
@@ -128,16 +148,16 @@ func (c *Cluster) handleApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
 	}
-	err = c.applyLocal(r.Context(), cmd)
+	index, err := c.applyIndexed(r.Context(), cmd)
 	var r2 errRetry
 	var ce *raftstore.CommandError
 	switch {
 	case err == nil:
-		_ = json.NewEncoder(w).Encode(applyAnswer{})
+		_ = json.NewEncoder(w).Encode(applyAnswer{Index: index})
 	case errors.As(err, &r2):
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	case errors.As(err, &ce):
-		_ = json.NewEncoder(w).Encode(applyAnswer{Error: ce})
+		_ = json.NewEncoder(w).Encode(applyAnswer{Index: index, Error: ce})
 	default:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	}

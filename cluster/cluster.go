@@ -55,15 +55,16 @@ type Stores struct {
 
 // Cluster is one node's view of the cluster.
 type Cluster struct {
-	cfg    Config
-	log    *slog.Logger
-	raft   *raft.Raft
-	trans  *raft.NetworkTransport
-	ml     *memberlist.Memberlist
-	rpc    *http.Client
-	table  *memberTable
-	events chan struct{}
-	notify chan bool
+	cfg     Config
+	log     *slog.Logger
+	raft    *raft.Raft
+	trans   *raft.NetworkTransport
+	ml      *memberlist.Memberlist
+	rpc     *http.Client
+	table   *memberTable
+	events  chan struct{}
+	notify  chan bool
+	applied func() uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,12 +79,13 @@ type Cluster struct {
 func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	lg := cfg.Logger
 	c := &Cluster{
-		cfg:    cfg,
-		log:    lg,
-		rpc:    peer.NewHTTPClient(),
-		table:  newMemberTable(),
-		events: make(chan struct{}, 1),
-		notify: make(chan bool, 16),
+		cfg:     cfg,
+		log:     lg,
+		rpc:     peer.NewHTTPClient(),
+		table:   newMemberTable(),
+		events:  make(chan struct{}, 1),
+		notify:  make(chan bool, 16),
+		applied: st.Applied,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
