@@ -65,17 +65,18 @@ type Cluster struct {
 	events  chan struct{}
 	notify  chan bool
 	applied func() uint64
+	stores  Stores
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu sync.Mutex // guards cfg.Meta
+	mu     sync.Mutex // guards cfg.Meta and duties
+	duties []func(context.Context)
 }
 
 // New starts Raft on the cluster port's Raft listener and gossip on the
-// gossip address. Forming the cluster (join, bootstrap) happens in the
-// background.
+// gossip address. Forming the cluster (join, bootstrap) starts with Start.
 func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	lg := cfg.Logger
 	c := &Cluster{
@@ -127,11 +128,17 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 		c.trans.Close()
 		return nil, err
 	}
+	c.stores = st
+	return c, nil
+}
+
+// Start forms or joins the cluster and starts the leader's duties when
+// this node leads. Register duties (OnLeader) before.
+func (c *Cluster) Start() {
 	c.wg.Add(3)
 	go c.joinLoop()
-	go c.bootstrapLoop(st)
+	go c.bootstrapLoop(c.stores)
 	go c.monitorLeadership()
-	return c, nil
 }
 
 // Raft exposes the Raft node to the parts that report on it.

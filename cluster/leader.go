@@ -53,6 +53,18 @@ func (c *Cluster) leaderLoop(ctx context.Context) {
 		}
 	}
 	c.log.Info("established leadership", "term", c.raft.Stats()["term"])
+	c.mu.Lock()
+	duties := append([]func(context.Context){}, c.duties...)
+	c.mu.Unlock()
+	done := make(chan struct{})
+	for _, d := range duties {
+		go func() { defer func() { done <- struct{}{} }(); d(ctx) }()
+	}
+	defer func() {
+		for range duties {
+			<-done
+		}
+	}()
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
 	for {
@@ -64,6 +76,14 @@ func (c *Cluster) leaderLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// OnLeader registers a duty of the leader: fn runs from the moment this node
+// establishes leadership until ctx ends with it.
+func (c *Cluster) OnLeader(fn func(ctx context.Context)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.duties = append(c.duties, fn)
 }
 
 // reconcile brings the Raft configuration in line with gossip: alive nodes

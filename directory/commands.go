@@ -121,11 +121,6 @@ func applyAliasSet(tx *raftstore.Tx, p []byte) error {
 	if exists(tx, key(tblAccount, a.Alias)) {
 		return raftstore.Errorf(raftstore.CodeConflict, "%s is an account", a.Alias)
 	}
-	for _, t := range a.Targets {
-		if !exists(tx, key(tblDomain, DomainOf(t))) {
-			return raftstore.Errorf(raftstore.CodeInvalid, "alias target %s is not in a hosted domain (delivery to other domains comes with outbound routing)", t)
-		}
-	}
 	return put(tx, key(tblAlias, a.Alias), a)
 }
 

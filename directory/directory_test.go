@@ -75,8 +75,14 @@ func TestDirectoryLifecycle(t *testing.T) {
 	if _, err := d.SetAlias(ctx, "team@example.test", []string{"alice@example.test", "bob@other.test", "alice@example.test"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.SetAlias(ctx, "ext@example.test", []string{"someone@elsewhere.test"}); err == nil {
-		t.Fatal("alias to an unhosted domain accepted")
+	if _, err := d.SetAlias(ctx, "ext@example.test", []string{"someone@elsewhere.test"}); err != nil {
+		t.Fatalf("alias forwarding to another domain: %v", err)
+	}
+	if res, _ := d.Resolve("ext@example.test"); len(res.Remote) != 1 || res.Remote[0] != "someone@elsewhere.test" || len(res.Accounts) != 0 {
+		t.Fatalf("forwarding alias resolves to %+v", res)
+	}
+	if err := d.RemoveAlias(ctx, "ext@example.test"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := d.SetAlias(ctx, "alice@example.test", []string{"bob@other.test"}); !raftstore.IsCode(err, raftstore.CodeConflict) {
 		t.Fatalf("alias over an account: %v", err)

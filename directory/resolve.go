@@ -9,6 +9,7 @@ const maxAliasDepth = 10
 type Resolution struct {
 	Hosted   bool      // the domain is hosted here
 	Accounts []Account // final mailboxes (aliases expanded, deduplicated)
+	Remote   []string  // addresses in other domains that aliases forward to
 }
 
 // Resolve expands an address to the accounts that receive its mail. An
@@ -34,6 +35,10 @@ func (d *Directory) expand(addr string, depth int, seen map[string]bool, res *Re
 	seen[addr] = true
 	if depth > maxAliasDepth {
 		return fmt.Errorf("alias chain from %s is deeper than %d", addr, maxAliasDepth)
+	}
+	if depth > 0 && !d.IsHosted(DomainOf(addr)) {
+		res.Remote = append(res.Remote, addr)
+		return nil
 	}
 	acc, ok, err := d.Account(addr)
 	if err != nil {

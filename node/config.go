@@ -26,6 +26,19 @@ type Config struct {
 	RaftTrailingLogs      uint64
 	RaftSnapshotInterval  time.Duration
 
+	TLSCert         string
+	TLSKey          string
+	SubmissionAddr  string // "" disables
+	SubmissionsAddr string // "" disables
+	InsecureAuth    bool
+
+	DNS           string // resolver host:port; "" = the system's
+	OutboundPort  int
+	RetrySchedule string
+	DelayWarning  time.Duration
+	QueueLifetime time.Duration
+	ReassignAfter time.Duration
+
 	MaxMessageBytes int64
 	MaxRecipients   int
 	MaxLineLength   int
@@ -57,6 +70,21 @@ func (c *Config) Validate() error {
 	}
 	if h, _, err := net.SplitHostPort(c.RaftAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
 		errs = append(errs, fmt.Errorf("--raft-addr %q: other nodes dial this address, so it must name this host (not 0.0.0.0)", c.RaftAddr))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.SubmissionsAddr != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--submissions-addr (implicit TLS) needs --tls-cert and --tls-key"))
+	}
+	if c.SubmissionAddr != "" && c.TLSCert == "" && !c.InsecureAuth {
+		errs = append(errs, errors.New("--submission-addr needs --tls-cert and --tls-key, since AUTH is offered only over TLS (or --insecure-auth, for loopback tests only)"))
+	}
+	if c.OutboundPort <= 0 || c.OutboundPort > 65535 {
+		errs = append(errs, fmt.Errorf("--outbound-port %d: want 1-65535", c.OutboundPort))
+	}
+	if c.QueueLifetime <= 0 || c.DelayWarning <= 0 || c.DelayWarning >= c.QueueLifetime {
+		errs = append(errs, errors.New("--delay-warning must be positive and shorter than --queue-lifetime"))
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("--bootstrap-expect must not be negative"))

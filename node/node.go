@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"clustermail/certs"
 	"clustermail/cluster"
 	"clustermail/directory"
 	"clustermail/mailstore"
@@ -51,6 +52,9 @@ type Node struct {
 	queue   *queue.Queue
 	router  *routing.Router
 	smtp    *smtpd.Server
+	subs    []*smtpd.Server // submission listeners
+	certs   *certs.Reloader
+	hup     chan os.Signal
 	rpc     *http.Client
 
 	cancel   context.CancelFunc
@@ -67,7 +71,7 @@ func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
 		return nil, err
 	}
 	n = &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rpc: peer.NewHTTPClient(),
-		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1)}
+		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1), hup: make(chan os.Signal, 1)}
 	defer func() {
 		if err != nil {
 			n.closeStores()
@@ -113,32 +117,53 @@ func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}
 	n.dir = directory.New(n.fsm, n.cluster)
 	n.queue.SetApplier(n.cluster)
-	n.router = routing.New(routing.Config{Workers: cfg.DeliveryWorkers}, n.cluster, n.dir, n.queue, n.sp, n.mail,
-		n.fsm.AppliedIndex, n.rpc, log, n.reg)
+	sender, err := newSender(cfg, log)
+	if err != nil {
+		n.abort()
+		return nil, err
+	}
+	schedule, err := routing.ParseSchedule(cfg.RetrySchedule)
+	if err != nil {
+		n.abort()
+		return nil, err
+	}
+	n.router = routing.New(routing.Config{Workers: cfg.DeliveryWorkers, Hostname: cfg.Hostname, RetrySchedule: schedule,
+		DelayWarning: cfg.DelayWarning, QueueLifetime: cfg.QueueLifetime, ReassignAfter: cfg.ReassignAfter},
+		n.cluster, n.dir, n.queue, n.sp, n.mail, sender, n.fsm.AppliedIndex, n.rpc, log, n.reg)
+	n.cluster.OnLeader(n.router.Reassigner)
 	n.registerMetrics()
+	n.cluster.Start()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	if cfg.TLSCert != "" {
+		if n.certs, err = certs.NewReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			n.abort()
+			return nil, err
+		}
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.certs.Watch(ctx, 10*time.Second, n.hup) }()
+	}
+	if cfg.InsecureAuth {
+		log.Warn("--insecure-auth: passwords may be sent in clear text; use this for loopback tests only")
+	}
 	n.rpcSrv = peer.NewHTTPServer(n.internalHandler())
 	n.goServe("internal rpc", func() error { return n.rpcSrv.Serve(n.peerLn.RPC()) })
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.router.Run(ctx) }()
 
-	n.smtp = smtpd.New(smtpd.Config{Addr: cfg.SMTPAddr, Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageBytes,
-		MaxRecipients: cfg.MaxRecipients, MaxLineLength: cfg.MaxLineLength, Timeout: cfg.SMTPTimeout,
-		MaxConnections: cfg.MaxConnections}, n.router, log.With("part", "smtp"), n.reg)
-	if err := n.smtp.Listen(); err != nil {
+	if err := n.startSMTP(); err != nil {
 		n.abort()
 		return nil, err
 	}
-	n.goServe("smtp", n.smtp.Serve)
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		n.abort()
 		return nil, fmt.Errorf("admin API listen %s: %w", cfg.APIAddr, err)
 	}
 	n.apiSrv = &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
 	n.goServe("admin api", func() error { return n.apiSrv.Serve(n.apiLn) })
-	log.Info("node started", "name", cfg.Name, "id", n.id, "smtp", n.smtp.Addr().String(), "api", n.apiLn.Addr().String(),
+	log.Info("node started", "name", cfg.Name, "id", n.id, "smtp", n.smtp.Addr().String(), "submission", cfg.SubmissionAddr,
+		"submissions", cfg.SubmissionsAddr, "api", n.apiLn.Addr().String(),
 		"cluster", cfg.RaftAddr, "gossip", cfg.GossipAddr, "version", Version)
 	return n, nil
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"time"
+
+	"clustermail/smtpd"
 )
 
 // Stop shuts the node down without leaving the cluster: the others see it
@@ -12,6 +14,14 @@ func (n *Node) Stop() { n.stop(false) }
 // Leave departs the cluster gracefully (removed from the Raft
 // configuration), then shuts down.
 func (n *Node) Leave() { n.stop(true) }
+
+// ReloadTLS reloads the certificate files (the SIGHUP handler calls it).
+func (n *Node) ReloadTLS() {
+	select {
+	case n.hup <- nil:
+	default:
+	}
+}
 
 // Done is closed once the node has stopped.
 func (n *Node) Done() <-chan struct{} { return n.stopped }
@@ -28,8 +38,10 @@ func (n *Node) stop(leave bool) {
 		// (their messages are either queued or refused with a 4xx).
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if n.smtp != nil {
-			_ = n.smtp.Shutdown(ctx)
+		for _, s := range append([]*smtpd.Server{n.smtp}, n.subs...) {
+			if s != nil {
+				_ = s.Shutdown(ctx)
+			}
 		}
 		n.abort2(leave)
 		n.log.Info("node stopped")

@@ -13,6 +13,8 @@ func (q *Queue) Register(f *raftstore.FSM) {
 	f.Register(cmdAdd, q.applyAdd)
 	f.Register(cmdUpdate, q.applyUpdate)
 	f.Register(cmdDelete, q.applyDelete)
+	f.Register(cmdReassign, q.applyReassign)
+	f.Register(cmdRetry, q.applyRetry)
 	f.OnRestore(q.notify)
 }
 
@@ -29,6 +31,23 @@ type update struct {
 	Node    string    `json:"node"`
 	Time    time.Time `json:"time"`
 	Results []Result  `json:"results"`
+	// Force lets an operator decide recipients assigned to any node.
+	Force bool `json:"force,omitempty"`
+	// DelayNotified marks that Notice is the delay notice.
+	DelayNotified bool `json:"delay_notified,omitempty"`
+	// Notice is a DSN to queue together with this update, so that the
+	// update and its notice commit once, together, or not at all.
+	Notice *Entry `json:"notice,omitempty"`
+}
+
+type reassign struct {
+	ID   string `json:"id"`
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+type retry struct {
+	IDs []string `json:"ids,omitempty"` // empty: every entry
 }
 
 type deletion struct {
@@ -59,6 +78,7 @@ func (q *Queue) applyUpdate(tx *raftstore.Tx, p []byte) error {
 	}
 	before := e.Recipients
 	e.Recipients = append([]Recipient(nil), before...)
+	changed := false
 	for _, r := range u.Results {
 		if r.Index < 0 || r.Index >= len(e.Recipients) {
 			continue
@@ -66,16 +86,81 @@ func (q *Queue) applyUpdate(tx *raftstore.Tx, p []byte) error {
 		rc := &e.Recipients[r.Index]
 		// Only the node the recipient is assigned to may report on it, and a
 		// final state never changes: a late or duplicated report is ignored.
-		if rc.Final() || rc.Node != u.Node {
+		if rc.Final() || (rc.Node != u.Node && !u.Force) {
 			continue
 		}
+		changed = changed || r.State != StatePending
 		rc.State = r.State
 		rc.Attempts++
 		rc.LastReply = r.Reply
 		rc.NextAttempt = r.NextAttempt
 		rc.Updated = u.Time
 	}
+	if u.DelayNotified && !e.DelayNotified {
+		e.DelayNotified = true
+		changed = true
+	}
+	// The notice goes with the change that caused it: a repeated update
+	// changes nothing and so queues no second notice.
+	if u.Notice != nil && changed {
+		if _, ok, err := tx.Get(entryKey(u.Notice.ID)); err != nil {
+			panic(err)
+		} else if !ok {
+			q.write(tx, *u.Notice, nil)
+		}
+	}
 	q.write(tx, e, before)
+	return nil
+}
+
+func (q *Queue) applyReassign(tx *raftstore.Tx, p []byte) error {
+	var ra reassign
+	raftstore.Decode(p, &ra)
+	e, ok, err := get(tx, ra.ID)
+	if err != nil {
+		panic(err)
+	}
+	if !ok {
+		return raftstore.Errorf(raftstore.CodeNotFound, "queue entry %s does not exist", ra.ID)
+	}
+	before := e.Recipients
+	e.Recipients = append([]Recipient(nil), before...)
+	for i := range e.Recipients {
+		// Only remote recipients move: a mailbox is delivered by its owner.
+		if rc := &e.Recipients[i]; rc.Remote && !rc.Final() && rc.Node == ra.From {
+			rc.Node = ra.To
+		}
+	}
+	q.write(tx, e, before)
+	return nil
+}
+
+func (q *Queue) applyRetry(tx *raftstore.Tx, p []byte) error {
+	var rt retry
+	raftstore.Decode(p, &rt)
+	ids := rt.IDs
+	if len(ids) == 0 {
+		_ = tx.Iter([]byte{tblEntry}, []byte{tblEntry + 1}, func(k, _ []byte) bool {
+			ids = append(ids, string(k[1:]))
+			return true
+		})
+	}
+	for _, id := range ids {
+		e, ok, err := get(tx, id)
+		if err != nil {
+			panic(err)
+		}
+		if !ok {
+			if len(rt.IDs) > 0 {
+				return raftstore.Errorf(raftstore.CodeNotFound, "queue entry %s does not exist", id)
+			}
+			continue
+		}
+		for i := range e.Recipients {
+			e.Recipients[i].NextAttempt = time.Time{}
+		}
+		q.write(tx, e, e.Recipients)
+	}
 	return nil
 }
 
@@ -161,6 +246,37 @@ func (q *Queue) Add(ctx context.Context, e Entry) error {
 // Report records the outcome of node's delivery attempts for entry id.
 func (q *Queue) Report(ctx context.Context, id, node string, results []Result) error {
 	return q.propose(ctx, cmdUpdate, update{ID: id, Node: node, Time: time.Now().UTC(), Results: results})
+}
+
+// ReportOptions go with a report.
+type ReportOptions struct {
+	Force         bool   // an operator decides, whatever the assignment
+	DelayNotified bool   // Notice is the delay notice
+	Notice        *Entry // a DSN queued if, and only if, the report changes something
+}
+
+// ReportWith records results together with a notice to the sender.
+func (q *Queue) ReportWith(ctx context.Context, id, node string, results []Result, o ReportOptions) error {
+	if o.Notice != nil {
+		for i := range o.Notice.Recipients {
+			if o.Notice.Recipients[i].State == "" {
+				o.Notice.Recipients[i].State = StatePending
+			}
+		}
+	}
+	return q.propose(ctx, cmdUpdate, update{ID: id, Node: node, Time: time.Now().UTC(), Results: results,
+		Force: o.Force, DelayNotified: o.DelayNotified, Notice: o.Notice})
+}
+
+// Reassign moves the pending remote recipients of an entry from one node
+// to another (the leader does this when a node is dead).
+func (q *Queue) Reassign(ctx context.Context, id, from, to string) error {
+	return q.propose(ctx, cmdReassign, reassign{ID: id, From: from, To: to})
+}
+
+// RetryNow clears the backoff of the given entries, or of all of them.
+func (q *Queue) RetryNow(ctx context.Context, ids ...string) error {
+	return q.propose(ctx, cmdRetry, retry{IDs: ids})
 }
 
 // Delete drops an entry without notice.

@@ -17,7 +17,9 @@ import (
 const (
 	cmdAdd    raftstore.CommandType = 20
 	cmdUpdate raftstore.CommandType = 21
-	cmdDelete raftstore.CommandType = 22
+	cmdDelete   raftstore.CommandType = 22
+	cmdReassign raftstore.CommandType = 23
+	cmdRetry    raftstore.CommandType = 24
 )
 
 // Key tables inside raftstore.PrefixQueue's range.
@@ -38,6 +40,7 @@ type Recipient struct {
 	Addr        string    `json:"addr"`           // the mailbox or remote address delivered to
 	Orig        string    `json:"orig,omitempty"` // the RCPT TO address when an alias expanded
 	Node        string    `json:"node"`           // the node that delivers it
+	Remote      bool      `json:"remote,omitempty"` // delivered out through DNS, not into a mailbox here
 	State       string    `json:"state"`
 	Attempts    int       `json:"attempts,omitempty"`
 	LastReply   string    `json:"last_reply,omitempty"`
@@ -57,6 +60,19 @@ type Entry struct {
 	Node       string      `json:"node"`    // the node that accepted it
 	Holders    []string    `json:"holders"` // nodes with the body on disk
 	Recipients []Recipient `json:"recipients"`
+	// DelayNotified is set once the sender was told delivery is delayed.
+	DelayNotified bool `json:"delay_notified,omitempty"`
+}
+
+// Pending counts the recipients not yet final.
+func (e Entry) Pending() int {
+	n := 0
+	for _, r := range e.Recipients {
+		if !r.Final() {
+			n++
+		}
+	}
+	return n
 }
 
 // Applier commits a command through Raft from any node.

@@ -122,3 +122,68 @@ func TestQueueDeleteAndList(t *testing.T) {
 		t.Fatalf("assigned after delete = %v", got)
 	}
 }
+
+func TestNoticeCommitsOnceWithItsReport(t *testing.T) {
+	ctx := context.Background()
+	q := newTestQueue(t)
+	e := Entry{ID: "M", From: "s@x.test", Recipients: []Recipient{{Addr: "r@far.test", Node: "n1", Remote: true}, {Addr: "q@far.test", Node: "n1", Remote: true}}}
+	must(q.Add(ctx, e))
+	bounce := &Entry{ID: "M-bounce", Recipients: []Recipient{{Addr: "s@x.test", Node: "n1", Remote: true}}}
+	fail := []Result{{Index: 0, State: StateFailed, Reply: "550 5.1.1 no"}}
+	must(q.ReportWith(ctx, "M", "n1", fail, ReportOptions{Notice: bounce}))
+	if !q.Has("M-bounce") {
+		t.Fatal("notice not queued with its report")
+	}
+	// The bounce is delivered and removed; then the same report is
+	// retried (its first answer was lost): no second bounce.
+	must(q.Report(ctx, "M-bounce", "n1", []Result{{Index: 0, State: StateDelivered}}))
+	must(q.ReportWith(ctx, "M", "n1", fail, ReportOptions{Notice: bounce}))
+	if q.Has("M-bounce") {
+		t.Fatal("a repeated report queued its notice again")
+	}
+	// A delay notice is sent once per entry.
+	delay := &Entry{ID: "M-delay", Recipients: []Recipient{{Addr: "s@x.test", Node: "n1", Remote: true}}}
+	defer1 := []Result{{Index: 1, State: StatePending, Reply: "451 later"}}
+	must(q.ReportWith(ctx, "M", "n1", defer1, ReportOptions{Notice: delay, DelayNotified: true}))
+	must(q.Report(ctx, "M-delay", "n1", []Result{{Index: 0, State: StateDelivered}}))
+	must(q.ReportWith(ctx, "M", "n1", defer1, ReportOptions{Notice: delay, DelayNotified: true}))
+	if q.Has("M-delay") {
+		t.Fatal("second delay notice")
+	}
+	got, _, _ := q.Get("M")
+	if !got.DelayNotified || got.Pending() != 1 {
+		t.Fatalf("entry: %+v", got)
+	}
+}
+
+func TestReassignAndRetry(t *testing.T) {
+	ctx := context.Background()
+	q := newTestQueue(t)
+	next := time.Now().Add(time.Hour)
+	must(q.Add(ctx, Entry{ID: "R", Recipients: []Recipient{
+		{Addr: "a@far.test", Node: "dead", Remote: true, NextAttempt: next},
+		{Addr: "b@here.test", Node: "dead"},
+	}}))
+	must(q.Reassign(ctx, "R", "dead", "n2"))
+	got, _, _ := q.Get("R")
+	if got.Recipients[0].Node != "n2" || got.Recipients[1].Node != "dead" {
+		t.Fatalf("after reassign: %+v", got.Recipients)
+	}
+	if ids, _ := q.Assigned("n2"); len(ids) != 1 {
+		t.Fatalf("n2 assigned %v", ids)
+	}
+	must(q.RetryNow(ctx))
+	got, _, _ = q.Get("R")
+	if !got.Recipients[0].NextAttempt.IsZero() {
+		t.Fatal("retry did not clear the backoff")
+	}
+	// An operator may decide a recipient assigned to any node.
+	must(q.ReportWith(ctx, "R", "operator", []Result{{Index: 1, State: StateFailed}}, ReportOptions{Force: true}))
+	got, _, _ = q.Get("R")
+	if got.Recipients[1].State != StateFailed {
+		t.Fatal("forced report ignored")
+	}
+	if err := q.RetryNow(ctx, "nope"); !raftstore.IsCode(err, raftstore.CodeNotFound) {
+		t.Fatalf("retry of a missing entry: %v", err)
+	}
+}

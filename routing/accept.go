@@ -30,7 +30,7 @@ func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, 
 	}
 	e := queue.Entry{ID: id, From: from, Created: time.Now().UTC(), Size: int64(len(body)), Node: r.members.Name(), Holders: holders}
 	for _, t := range targets {
-		e.Recipients = append(e.Recipients, queue.Recipient{Addr: t.Addr, Orig: t.Orig, Node: t.Node, State: queue.StatePending})
+		e.Recipients = append(e.Recipients, queue.Recipient{Addr: t.Addr, Orig: t.Orig, Node: t.Node, Remote: t.Remote, State: queue.StatePending})
 	}
 	if err := r.queue.Add(ctx, e); err != nil {
 		r.m.acceptErrs.WithLabelValues("queue").Inc()
@@ -58,7 +58,7 @@ func (r *Router) replicate(ctx context.Context, id string, targets []Target, bod
 	var preferred, others []string
 	seen := map[string]bool{self: true}
 	for _, t := range targets {
-		if _, ok := live[t.Node]; ok && !seen[t.Node] {
+		if _, ok := live[t.Node]; ok && !seen[t.Node] && !t.Remote {
 			seen[t.Node] = true
 			preferred = append(preferred, t.Node)
 		}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"clustermail/outbound"
 	"clustermail/queue"
 )
 
@@ -81,8 +84,9 @@ func (r *Router) deliverLoop(ctx context.Context) {
 }
 
 // deliverEntry delivers the due recipients of one entry assigned to this
-// node and reports the results through Raft. It returns how long to wait
-// before trying the entry again when it could not make progress.
+// node and reports the results through Raft, with the bounce or delay
+// notice they call for. It returns how long to wait before trying the entry
+// again when it could not make progress.
 func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 	self := r.members.Name()
 	lg := r.log.With("queue_id", id)
@@ -91,13 +95,20 @@ func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 		return 0
 	}
 	now := time.Now()
-	var due []int
+	var local []int
+	remote := map[string][]int{} // domain -> recipient indexes
 	for i, rc := range e.Recipients {
-		if rc.Node == self && !rc.Final() && !now.Before(rc.NextAttempt) {
-			due = append(due, i)
+		if rc.Node != self || rc.Final() || now.Before(rc.NextAttempt) {
+			continue
+		}
+		if rc.Remote {
+			d := domainOf(rc.Addr)
+			remote[d] = append(remote[d], i)
+		} else {
+			local = append(local, i)
 		}
 	}
-	if len(due) == 0 {
+	if len(local) == 0 && len(remote) == 0 {
 		return 0
 	}
 	body, err := r.body(ctx, e)
@@ -106,37 +117,132 @@ func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 		r.m.deliveries.WithLabelValues("no_body").Inc()
 		return 5 * time.Second
 	}
-	var results []queue.Result
-	for _, i := range due {
-		rc := e.Recipients[i]
-		uid, dup, err := r.mail.Deliver(rc.Addr, id+"/"+rc.Addr, e.Created, body)
-		if err != nil {
-			lg.Warn("local delivery failed; will retry", "rcpt", rc.Addr, "err", err)
-			r.m.deliveries.WithLabelValues("deferred").Inc()
-			results = append(results, queue.Result{Index: i, State: queue.StatePending,
-				Reply: "451 4.3.0 " + err.Error(), NextAttempt: time.Now().Add(backoff(rc.Attempts))})
-			continue
+	var out outcome
+	for _, i := range local {
+		out.add(i, r.deliverLocal(lg, e, i, body))
+	}
+	for domain, idx := range remote {
+		rcpts := make([]string, len(idx))
+		for k, i := range idx {
+			rcpts[k] = e.Recipients[i].Addr
 		}
-		r.m.deliveries.WithLabelValues("delivered").Inc()
-		lg.Info("delivered", "rcpt", rc.Addr, "uid", uid, "duplicate", dup)
-		results = append(results, queue.Result{Index: i, State: queue.StateDelivered, Reply: "250 2.0.0 delivered to mailbox"})
+		res := r.sender.Deliver(ctx, domain, e.From, rcpts, body)
+		for k, i := range idx {
+			out.add(i, r.remoteResult(lg, e, i, res[k]))
+		}
+	}
+	return r.report(ctx, lg, e, out, body)
+}
+
+// attempt is one recipient's outcome before it is reported.
+type attempt struct {
+	result queue.Result
+	status string // enhanced status for a DSN, "" to derive it from the reply
+	mta    string
+}
+
+type outcome struct {
+	idx      []int
+	attempts []attempt
+}
+
+func (o *outcome) add(i int, a attempt) { o.idx = append(o.idx, i); o.attempts = append(o.attempts, a) }
+
+func (r *Router) deliverLocal(lg *slog.Logger, e queue.Entry, i int, body []byte) attempt {
+	rc := e.Recipients[i]
+	uid, dup, err := r.mail.Deliver(rc.Addr, e.ID+"/"+rc.Addr, e.Created, body)
+	if err != nil {
+		lg.Warn("local delivery failed; will retry", "rcpt", rc.Addr, "err", err)
+		r.m.attempts.WithLabelValues("local", "4xx").Inc()
+		return r.deferred(e, i, "451 4.3.0 "+oneLine(err.Error()), "")
+	}
+	r.m.attempts.WithLabelValues("local", "2xx").Inc()
+	lg.Info("delivered", "rcpt", rc.Addr, "uid", uid, "duplicate", dup)
+	return attempt{result: queue.Result{Index: i, State: queue.StateDelivered, Reply: "250 2.0.0 delivered to mailbox"}}
+}
+
+func (r *Router) remoteResult(lg *slog.Logger, e queue.Entry, i int, res outbound.Result) attempt {
+	rc := e.Recipients[i]
+	switch res.Status {
+	case outbound.Delivered:
+		r.m.attempts.WithLabelValues("remote", "2xx").Inc()
+		lg.Info("delivered", "rcpt", rc.Addr, "remote", res.RemoteMTA, "tls", res.TLS, "reply", res.Reply)
+		return attempt{result: queue.Result{Index: i, State: queue.StateDelivered, Reply: res.Reply}, mta: res.RemoteMTA}
+	case outbound.Failed:
+		r.m.attempts.WithLabelValues("remote", "5xx").Inc()
+		lg.Info("delivery failed", "rcpt", rc.Addr, "remote", res.RemoteMTA, "reply", res.Reply)
+		return attempt{result: queue.Result{Index: i, State: queue.StateFailed, Reply: res.Reply}, mta: res.RemoteMTA}
+	default:
+		r.m.attempts.WithLabelValues("remote", "4xx").Inc()
+		lg.Info("delivery deferred", "rcpt", rc.Addr, "remote", res.RemoteMTA, "reply", res.Reply)
+		return r.deferred(e, i, res.Reply, res.RemoteMTA)
+	}
+}
+
+// deferred schedules the next attempt, or fails the recipient once the
+// message has been queued longer than the queue lifetime.
+func (r *Router) deferred(e queue.Entry, i int, reply, mta string) attempt {
+	rc := e.Recipients[i]
+	if time.Since(e.Created) >= r.cfg.QueueLifetime {
+		return attempt{result: queue.Result{Index: i, State: queue.StateFailed,
+			Reply: reply + " (gave up: in the queue for more than " + r.cfg.QueueLifetime.String() + ")"},
+			status: "4.4.7", mta: mta}
+	}
+	next := time.Now().Add(r.retryDelay(rc.Attempts))
+	return attempt{result: queue.Result{Index: i, State: queue.StatePending, Reply: reply, NextAttempt: next}, mta: mta}
+}
+
+// report commits the attempts, with a bounce for the recipients that just
+// failed or, once, a delay notice for those still waiting.
+func (r *Router) report(ctx context.Context, lg *slog.Logger, e queue.Entry, out outcome, body []byte) time.Duration {
+	var failed, waiting []noticeRecipient
+	results := make([]queue.Result, len(out.attempts))
+	now := time.Now()
+	for k, a := range out.attempts {
+		results[k] = a.result
+		n := noticeRecipient{rc: e.Recipients[out.idx[k]], reply: a.result.Reply, status: a.status, mta: a.mta, attempt: now}
+		switch a.result.State {
+		case queue.StateFailed:
+			failed = append(failed, n)
+		case queue.StatePending:
+			waiting = append(waiting, n)
+		}
+	}
+	var opts queue.ReportOptions
+	var err error
+	switch {
+	case len(failed) > 0:
+		opts.Notice, err = r.buildNotice(ctx, e, noticeBounce, failed, body)
+	case len(waiting) > 0 && !e.DelayNotified && time.Since(e.Created) >= r.cfg.DelayWarning:
+		opts.Notice, err = r.buildNotice(ctx, e, noticeDelay, waiting, body)
+		opts.DelayNotified = opts.Notice != nil
+	}
+	if err != nil {
+		lg.Warn("delivery notice not ready; results wait for it", "err", err)
+		return 5 * time.Second
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := r.queue.Report(rctx, id, self, results); err != nil {
-		// The mailbox write is idempotent, so delivering again after a
-		// failed report never makes a duplicate.
-		lg.Warn("delivery result not committed; will retry", "err", err)
+	if err := r.queue.ReportWith(rctx, e.ID, r.members.Name(), results, opts); err != nil {
+		// Mailbox writes are idempotent, so delivering again after a
+		// failed report never makes a duplicate in a mailbox.
+		lg.Warn("delivery results not committed; will retry", "err", err)
 		return 2 * time.Second
+	}
+	if opts.Notice != nil {
+		lg.Info("delivery notice queued", "notice_id", opts.Notice.ID, "to", e.From, "delay", opts.DelayNotified)
 	}
 	return 0
 }
 
-// backoff for a local delivery that failed (disk trouble, quota).
-func backoff(attempts int) time.Duration {
-	d := 30 * time.Second << min(attempts, 6)
-	return min(d, time.Hour)
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
 }
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // body returns the message from the local spool or, failing that, from
 // another holder.

@@ -3,6 +3,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"clustermail/directory"
 )
@@ -16,9 +17,10 @@ var (
 
 // Target is one final mailbox a RCPT expands to.
 type Target struct {
-	Addr string // the account
-	Orig string // the address given at RCPT
-	Node string // the account's owner node
+	Addr   string // the account, or the remote address
+	Orig   string // the address given at RCPT, when it differs
+	Node   string // the account's owner node; for a remote address, this node
+	Remote bool   // delivered out through DNS
 }
 
 // Resolve expands a recipient address into mailbox targets from this
@@ -31,7 +33,7 @@ func (r *Router) Resolve(rcpt string) ([]Target, error) {
 	if !res.Hosted {
 		return nil, ErrNotHosted
 	}
-	if len(res.Accounts) == 0 {
+	if len(res.Accounts) == 0 && len(res.Remote) == 0 {
 		return nil, ErrNoSuchUser
 	}
 	orig := directory.Normalize(rcpt)
@@ -43,5 +45,21 @@ func (r *Router) Resolve(rcpt string) ([]Target, error) {
 		}
 		out = append(out, t)
 	}
+	// An alias forwarding out is sent by this node, which holds the body.
+	for _, a := range res.Remote {
+		out = append(out, Target{Addr: a, Orig: orig, Node: r.members.Name(), Remote: true})
+	}
 	return out, nil
+}
+
+// ResolveAny resolves a recipient of an authenticated sender: a hosted
+// address as Resolve does, any other address as a remote destination.
+func (r *Router) ResolveAny(rcpt string) ([]Target, error) {
+	t, err := r.Resolve(rcpt)
+	if errors.Is(err, ErrNotHosted) {
+		// The local part keeps its case: only the remote server may decide
+		// what it means.
+		return []Target{{Addr: strings.TrimSpace(rcpt), Node: r.members.Name(), Remote: true}}, nil
+	}
+	return t, err
 }

@@ -4,6 +4,7 @@
 package routing
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"clustermail/cluster"
 	"clustermail/directory"
+	"clustermail/outbound"
 	"clustermail/queue"
 )
 
@@ -38,9 +40,19 @@ type Mailboxes interface {
 	Deliver(account, key string, internalDate time.Time, body []byte) (uid uint32, duplicate bool, err error)
 }
 
+// Sender delivers a message to the recipients of one remote domain.
+type Sender interface {
+	Deliver(ctx context.Context, domain, from string, rcpts []string, body []byte) []outbound.Result
+}
+
 // Config tunes routing.
 type Config struct {
-	Workers int // concurrent deliveries on this node
+	Workers       int    // concurrent deliveries on this node
+	Hostname      string // ours, in DSNs
+	RetrySchedule []time.Duration
+	DelayWarning  time.Duration // tell the sender once after this long
+	QueueLifetime time.Duration // then give up and bounce
+	ReassignAfter time.Duration // a dead node's remote recipients move to a live holder after this
 }
 
 // Router is one node's routing.
@@ -51,6 +63,7 @@ type Router struct {
 	queue   *queue.Queue
 	spool   Spool
 	mail    Mailboxes
+	sender  Sender
 	applied func() uint64
 	rpc     *http.Client
 	log     *slog.Logger
@@ -58,16 +71,26 @@ type Router struct {
 }
 
 // New wires a router.
-func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queue, sp Spool, mail Mailboxes,
+func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queue, sp Spool, mail Mailboxes, sender Sender,
 	applied func() uint64, rpc *http.Client, log *slog.Logger, reg prometheus.Registerer) *Router {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8
 	}
-	return &Router{cfg: cfg, members: members, dir: dir, queue: q, spool: sp, mail: mail, applied: applied,
+	if cfg.QueueLifetime <= 0 {
+		cfg.QueueLifetime = 5 * 24 * time.Hour
+	}
+	if cfg.DelayWarning <= 0 {
+		cfg.DelayWarning = 4 * time.Hour
+	}
+	if cfg.ReassignAfter <= 0 {
+		cfg.ReassignAfter = time.Minute
+	}
+	return &Router{cfg: cfg, members: members, dir: dir, queue: q, spool: sp, mail: mail, sender: sender, applied: applied,
 		rpc: rpc, log: log, m: newMetrics(reg)}
 }
 
 type metrics struct {
+	attempts   *prometheus.CounterVec
 	accepted   prometheus.Counter
 	acceptErrs *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
@@ -77,6 +100,8 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) metrics {
 	m := metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_delivery_attempts_total",
+			Help: "Delivery attempts per recipient, by kind (local, remote) and reply class."}, []string{"kind", "class"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "clustermail_messages_accepted_total",
 			Help: "Messages accepted and queued (250 after DATA)."}),
 		acceptErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_accept_failures_total",
@@ -88,6 +113,6 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		bodyPuts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_body_replicas_total",
 			Help: "Body copies stored on holder nodes, by result."}, []string{"result"}),
 	}
-	reg.MustRegister(m.accepted, m.acceptErrs, m.deliveries, m.loops, m.bodyPuts)
+	reg.MustRegister(m.attempts, m.accepted, m.acceptErrs, m.deliveries, m.loops, m.bodyPuts)
 	return m
 }

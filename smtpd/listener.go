@@ -13,23 +13,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-type metrics struct {
-	sessions prometheus.Counter
-	active   prometheus.Gauge
-	replies  *prometheus.CounterVec
-	refused  prometheus.Counter
+// Metrics are shared by a node's SMTP listeners, labelled by listener.
+type Metrics struct {
+	sessions     *prometheus.CounterVec
+	active       *prometheus.GaugeVec
+	replies      *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) metrics {
-	m := metrics{
-		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "clustermail_smtp_sessions_total", Help: "SMTP sessions started."}),
-		active:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "clustermail_smtp_connections", Help: "Open SMTP connections."}),
+// NewMetrics registers the SMTP metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	l := []string{"listener"}
+	m := &Metrics{
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_smtp_sessions_total", Help: "SMTP sessions started."}, l),
+		active:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "clustermail_smtp_connections", Help: "Open SMTP connections."}, l),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_smtp_replies_total",
-			Help: "SMTP replies sent, by code."}, []string{"code"}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "clustermail_smtp_connections_refused_total",
-			Help: "Connections refused because the connection limit was reached."}),
+			Help: "SMTP replies sent in clear text, by code (replies inside TLS are not seen here)."}, []string{"listener", "code"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_smtp_connections_refused_total",
+			Help: "Connections refused because the connection limit was reached."}, l),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_smtp_auth_failures_total",
+			Help: "Failed AUTH attempts."}, l),
 	}
-	reg.MustRegister(m.sessions, m.active, m.replies, m.refused)
+	reg.MustRegister(m.sessions, m.active, m.replies, m.refused, m.authFailures)
 	return m
 }
 
@@ -39,7 +45,8 @@ func newMetrics(reg prometheus.Registerer) metrics {
 type limitListener struct {
 	net.Listener
 	sem      chan struct{}
-	m        *metrics
+	m        *Metrics
+	name     string
 	hostname string
 	idle     time.Duration // read timeout while a message is transferred
 }
@@ -52,10 +59,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.sem <- struct{}{}:
-			l.m.active.Inc()
+			l.m.active.WithLabelValues(l.name).Inc()
 			return &countingConn{Conn: c, l: l, bol: true, idle: l.idle}, nil
 		default:
-			l.m.refused.Inc()
+			l.m.refused.WithLabelValues(l.name).Inc()
 			go func() {
 				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 				_, _ = c.Write([]byte("421 4.7.0 " + l.hostname + " Too many connections, try again later\r\n"))
@@ -166,7 +173,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 			// "250 " ends a reply; "250-" is a continuation line.
 			if len(c.code) == 4 && c.code[3] == ' ' {
 				if _, err := strconv.Atoi(string(c.code[:3])); err == nil {
-					c.l.m.replies.WithLabelValues(string(c.code[:3])).Inc()
+					c.l.m.replies.WithLabelValues(c.l.name, string(c.code[:3])).Inc()
 				}
 			}
 		}
@@ -183,7 +190,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 func (c *countingConn) Close() error {
 	c.once.Do(func() {
 		<-c.l.sem
-		c.l.m.active.Dec()
+		c.l.m.active.WithLabelValues(c.l.name).Dec()
 	})
 	return c.Conn.Close()
 }

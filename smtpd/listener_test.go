@@ -13,14 +13,14 @@ import (
 )
 
 // pipeConn returns a countingConn over one end of a pipe, and the other end.
-func pipeConn(t *testing.T, idle time.Duration) (*countingConn, net.Conn, *metrics) {
+func pipeConn(t *testing.T, idle time.Duration) (*countingConn, net.Conn, *Metrics) {
 	t.Helper()
-	m := newMetrics(prometheus.NewRegistry())
+	m := NewMetrics(prometheus.NewRegistry())
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
-	l := &limitListener{sem: make(chan struct{}, 1), m: &m}
+	l := &limitListener{sem: make(chan struct{}, 1), m: m, name: "smtp"}
 	l.sem <- struct{}{}
-	return &countingConn{Conn: a, l: l, bol: true, idle: idle}, b, &m
+	return &countingConn{Conn: a, l: l, bol: true, idle: idle}, b, m
 }
 
 func TestCountingConnFixesReplies(t *testing.T) {
@@ -57,7 +57,7 @@ func TestCountingConnFixesReplies(t *testing.T) {
 	// Replies are counted by the code the client got.
 	for code, want := range map[string]float64{"503": 1, "502": 1, "500": 1, "421": 1, "451": 1, "250": 1} {
 		var mm dto.Metric
-		if err := m.replies.WithLabelValues(code).Write(&mm); err != nil {
+		if err := m.replies.WithLabelValues("smtp", code).Write(&mm); err != nil {
 			t.Fatal(err)
 		}
 		if got := mm.GetCounter().GetValue(); got != want {

@@ -12,14 +12,29 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"clustermail/routing"
+)
+
+// Mode is what a listener is for.
+type Mode int
+
+const (
+	// ModeInbound receives mail for the hosted domains from anyone (port 25).
+	ModeInbound Mode = iota
+	// ModeSubmission takes mail from authenticated account holders to any
+	// address (ports 587 and 465).
+	ModeSubmission
 )
 
 // Config holds the listener's limits. Every limit is set: go-smtp's
 // defaults are unlimited.
 type Config struct {
+	Name            string // the listener's label in metrics and logs: smtp, submission, submissions
+	Mode            Mode
+	TLS             *tls.Config // offers STARTTLS when set (and ImplicitTLS is false)
+	ImplicitTLS     bool        // TLS from the first byte (port 465)
+	InsecureAuth    bool        // allow AUTH without TLS: loopback tests only
 	Addr            string
 	Hostname        string
 	MaxMessageBytes int64
@@ -32,22 +47,31 @@ type Config struct {
 // Router is what the listener needs from routing.
 type Router interface {
 	Resolve(rcpt string) ([]routing.Target, error)
+	ResolveAny(rcpt string) ([]routing.Target, error)
 	Accept(ctx context.Context, id, from string, targets []routing.Target, body []byte) error
 }
 
 // Server is one node's inbound SMTP service.
 type Server struct {
-	cfg    Config
-	router Router
-	log    *slog.Logger
-	srv    *smtp.Server
-	ln     net.Listener
-	m      metrics
+	cfg       Config
+	router    Router
+	auth      Authenticator
+	authLimit *authLimiter
+	log       *slog.Logger
+	srv       *smtp.Server
+	ln        net.Listener
+	m         *Metrics
 }
 
-// New prepares the listener; Serve starts it.
-func New(cfg Config, router Router, log *slog.Logger, reg prometheus.Registerer) *Server {
-	s := &Server{cfg: cfg, router: router, log: log, m: newMetrics(reg)}
+// New prepares a listener; Serve starts it. auth may be nil for ModeInbound.
+func New(cfg Config, router Router, auth Authenticator, log *slog.Logger, m *Metrics) (*Server, error) {
+	if cfg.Mode == ModeSubmission && auth == nil {
+		return nil, fmt.Errorf("smtp %s: submission needs an authenticator", cfg.Name)
+	}
+	if cfg.ImplicitTLS && cfg.TLS == nil {
+		return nil, fmt.Errorf("smtp %s: implicit TLS needs a certificate (--tls-cert, --tls-key)", cfg.Name)
+	}
+	s := &Server{cfg: cfg, router: router, auth: auth, authLimit: newAuthLimiter(), log: log.With("listener", cfg.Name), m: m}
 	srv := smtp.NewServer(backend{s})
 	srv.Addr = cfg.Addr
 	srv.Domain = cfg.Hostname
@@ -57,9 +81,11 @@ func New(cfg Config, router Router, log *slog.Logger, reg prometheus.Registerer)
 	srv.ReadTimeout = cfg.Timeout
 	srv.WriteTimeout = cfg.Timeout
 	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = cfg.TLS
+	srv.AllowInsecureAuth = cfg.InsecureAuth
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.srv = srv
-	return s
+	return s, nil
 }
 
 // Listen binds the address; separate from Serve so start-up fails early.
@@ -68,8 +94,11 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("smtp listen %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: &s.m, hostname: s.cfg.Hostname,
-		idle: s.cfg.Timeout}
+	s.ln = &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: s.m, name: s.cfg.Name,
+		hostname: s.cfg.Hostname, idle: s.cfg.Timeout}
+	if s.cfg.ImplicitTLS {
+		s.ln = tls.NewListener(s.ln, s.cfg.TLS)
+	}
 	return nil
 }
 
@@ -98,11 +127,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	b.s.m.sessions.Inc()
+	b.s.m.sessions.WithLabelValues(b.s.cfg.Name).Inc()
 	nc := c.Conn()
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
 	cc, _ := nc.(*countingConn)
-	return &session{s: b.s, conn: c, cc: cc, remote: c.Conn().RemoteAddr().String()}, nil
+	sess := &session{s: b.s, conn: c, cc: cc, remote: c.Conn().RemoteAddr().String()}
+	if b.s.cfg.Mode == ModeSubmission {
+		return &submissionSession{session: sess}, nil
+	}
+	return sess, nil
 }

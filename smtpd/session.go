@@ -27,6 +27,7 @@ type session struct {
 	hasFrom bool
 	rcpts   []string // as given, for the Received header
 	targets []routing.Target
+	account string // the authenticated account, submission only
 }
 
 func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
@@ -60,7 +61,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !plausibleAddress(to) {
 		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
 	}
-	targets, err := s.s.router.Resolve(to)
+	targets, err := s.resolve(to)
 	switch {
 	case errors.Is(err, routing.ErrNotHosted):
 		// No open relay: an unauthenticated client may only send to the
@@ -141,9 +142,13 @@ func (s *session) Data(r io.Reader) error {
 		s.s.log.Info("message not received: connection closed", "queue_id", id, "remote", s.remote)
 		return smtpErr(451, smtp.EnhancedCode{4, 4, 2}, "Connection closed before the end of the message")
 	}
+	msg := buf.Bytes()
+	if s.account != "" {
+		msg = completeHeaders(msg, s.s.cfg.Hostname, id, time.Now())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.s.router.Accept(ctx, id, s.from, s.targets, buf.Bytes()); err != nil {
+	if err := s.s.router.Accept(ctx, id, s.from, s.targets, msg); err != nil {
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message not queued, try again later (%s)", id)
 	}
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", id)
@@ -164,9 +169,13 @@ func (s *session) closeWith(code int, enh smtp.EnhancedCode, msg string) {
 func (s *session) writeReceived(w *bytes.Buffer, id string) {
 	host, _, _ := net.SplitHostPort(s.remote)
 	helo := sanitize(s.conn.Hostname())
+	// RFC 3848: S for TLS, A for an authenticated client.
 	proto := "ESMTP"
 	if _, ok := s.conn.TLSConnectionState(); ok {
-		proto = "ESMTPS"
+		proto += "S"
+	}
+	if s.account != "" {
+		proto += "A"
 	}
 	fmt.Fprintf(w, "Received: from %s ([%s])\r\n\tby %s (clustermail) with %s id %s", helo, host, s.s.cfg.Hostname, proto, id)
 	if len(s.rcpts) == 1 {

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"clustermail/api"
+	"clustermail/certs"
 )
 
 type devOptions struct {
@@ -55,6 +56,7 @@ dev again with the same --dir brings the same cluster back.`,
 type devNode struct {
 	name                    string
 	smtp, api, raft, gossip string
+	submission, submissions string
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
 }
@@ -81,9 +83,14 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	var nodes []*devNode
 	var gossip []string
 	for i := 0; i < o.nodes; i++ {
-		n := &devNode{name: "n" + strconv.Itoa(i+1), smtp: p(2525, i), api: p(8080, i), raft: p(8300, i), gossip: p(7946, i), exited: make(chan struct{})}
+		n := &devNode{name: "n" + strconv.Itoa(i+1), smtp: p(2525, i), api: p(8080, i), raft: p(8300, i), gossip: p(7946, i),
+			submission: p(2587, i), submissions: p(2465, i), exited: make(chan struct{})}
 		nodes = append(nodes, n)
 		gossip = append(gossip, n.gossip)
+	}
+	certFile, keyFile, err := certs.WriteSelfSigned(filepath.Join(o.dir, "tls"), []string{"localhost", "127.0.0.1"})
+	if err != nil {
+		return fmt.Errorf("generate a TLS certificate: %w", err)
 	}
 	var outMu sync.Mutex
 	stopAll := func() {
@@ -107,7 +114,8 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 		c := exec.Command(exe, "server", "--name", n.name, "--data-dir", o.dir+"/"+n.name,
 			"--gossip-addr", n.gossip, "--raft-addr", n.raft, "--api-addr", n.api, "--smtp-addr", n.smtp,
 			"--bootstrap-expect", strconv.Itoa(o.nodes), "--join", strings.Join(gossip, ","),
-			"--hostname", n.name+".clustermail.dev", "--dead-server-grace", "24h")
+			"--hostname", n.name+".clustermail.dev", "--dead-server-grace", "24h",
+			"--tls-cert", certFile, "--tls-key", keyFile, "--submission-addr", n.submission, "--submissions-addr", n.submissions)
 		// Own process group: the terminal's Ctrl-C reaches dev only, which
 		// then stops the nodes in order.
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -212,9 +220,9 @@ func devPassword() string {
 func printDevBanner(w io.Writer, nodes []*devNode, o devOptions, password string, temp bool) {
 	addr := o.user + "@" + o.domain
 	fmt.Fprintf(w, "\nclustermail dev: a %d-node cluster is up.\n\n", len(nodes))
-	t := newTable(w, "node", "smtp", "admin api", "cluster", "gossip")
+	t := newTable(w, "node", "smtp", "submission", "submissions", "admin api", "cluster", "gossip")
 	for _, n := range nodes {
-		t.row(n.name, n.smtp, "http://"+n.api, n.raft, n.gossip)
+		t.row(n.name, n.smtp, n.submission, n.submissions, "http://"+n.api, n.raft, n.gossip)
 	}
 	_ = t.flush()
 	where := o.dir
@@ -229,6 +237,9 @@ Send a first message (to any node):
 or, without swaks:
   python3 -c "import smtplib; smtplib.SMTP('127.0.0.1', %[3]s).sendmail('you@example.org', ['%[2]s'], 'Subject: hello\r\n\r\nfirst message\r\n')"
 
+Send as %[2]s through submission (STARTTLS with dev's self-signed certificate, AUTH):
+  swaks --server %[5]s --tls --auth-user %[2]s --auth-password '%[6]s' --from %[2]s --to %[2]s --header 'Subject: via submission'
+
 Read it:
   %[4]s mailbox list %[2]s
   %[4]s mailbox show %[2]s 1
@@ -236,7 +247,7 @@ Read it:
 Look at the cluster:
   %[4]s cluster members
   %[4]s cluster status
-`, nodes[len(nodes)-1].smtp, addr, strings.TrimPrefix(nodes[len(nodes)-1].smtp, "127.0.0.1:"), self)
+`, nodes[len(nodes)-1].smtp, addr, strings.TrimPrefix(nodes[len(nodes)-1].smtp, "127.0.0.1:"), self, nodes[0].submission, password)
 	if o.offset != 0 {
 		fmt.Fprintf(w, "  (add --api http://%s to the commands: the default API is 127.0.0.1:8080)\n", nodes[0].api)
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	// CA roots for outbound TLS where the system has none (a scratch image).
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {

@@ -27,6 +27,17 @@ func serverFlags(fs *pflag.FlagSet, c *node.Config) {
 	fs.StringSliceVar(&c.Join, "join", nil, "gossip addresses of other nodes (comma-separated); retried until one answers")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes see each other")
 	fs.StringVar(&c.Hostname, "hostname", host, "host name used in the SMTP greeting and Received: headers")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate (PEM); reloaded on SIGHUP or when the file changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&c.SubmissionAddr, "submission-addr", "", "submission with STARTTLS and AUTH (usually :587); empty disables it")
+	fs.StringVar(&c.SubmissionsAddr, "submissions-addr", "", "submission over implicit TLS (usually :465); empty disables it")
+	fs.BoolVar(&c.InsecureAuth, "insecure-auth", false, "allow AUTH without TLS (loopback tests only: passwords travel in clear)")
+	fs.StringVar(&c.DNS, "dns", "", "DNS resolver for outbound delivery, host:port (default: the system's, from /etc/resolv.conf)")
+	fs.IntVar(&c.OutboundPort, "outbound-port", 25, "port of remote mail servers (change only for tests)")
+	fs.StringVar(&c.RetrySchedule, "retry-schedule", "1m,5m,15m,30m,1h", "waits between delivery attempts; the last one repeats")
+	fs.DurationVar(&c.DelayWarning, "delay-warning", 4*time.Hour, "tell the sender once when a message is still undelivered after this long")
+	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", 5*24*time.Hour, "give up and bounce a message undelivered after this long")
+	fs.DurationVar(&c.ReassignAfter, "reassign-after", time.Minute, "a dead node's outbound queue moves to a live node after this long")
 	fs.DurationVar(&c.DeadServerGrace, "dead-server-grace", 24*time.Hour, "how long a dead node stays a voter before the leader removes it (never below quorum)")
 	fs.Var(sizeFlag{&c.MaxMessageBytes}, "max-message-size", "largest message accepted (e.g. 25M)")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
@@ -116,18 +127,28 @@ func runServer(cfg node.Config) error {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
-	select {
-	case s := <-sig:
-		if s == syscall.SIGTERM {
-			log.Info("SIGTERM: leaving the cluster")
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading the TLS certificate")
+			n.ReloadTLS()
+			continue
+		case s := <-sig:
+			if s == syscall.SIGTERM {
+				log.Info("SIGTERM: leaving the cluster")
+				go n.Leave()
+			} else {
+				log.Info("interrupted: stopping without leaving the cluster")
+				go n.Stop()
+			}
+		case <-n.LeaveRequested():
+			log.Info("leave requested through the API")
 			go n.Leave()
-		} else {
-			log.Info("interrupted: stopping without leaving the cluster")
-			go n.Stop()
 		}
-	case <-n.LeaveRequested():
-		log.Info("leave requested through the API")
-		go n.Leave()
+		break
 	}
 	select {
 	case <-n.Done():
