@@ -217,3 +217,30 @@ func (c *Client) RawMessage(ctx context.Context, address string, uid uint32) ([]
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, "GET", "/v1/health/ready", nil, nil)
 }
+
+// Queue lists the queued messages, oldest first.
+func (c *Client) Queue(ctx context.Context) ([]QueueSummary, error) {
+	var q []QueueSummary
+	return q, c.do(ctx, "GET", "/v1/queue", nil, &q)
+}
+
+// QueueEntry returns one queued message.
+func (c *Client) QueueEntry(ctx context.Context, id string) (QueueEntry, error) {
+	var e QueueEntry
+	return e, c.do(ctx, "GET", "/v1/queue/"+esc(id), nil, &e)
+}
+
+// QueueRetry makes the given entries, or all with all, due now.
+func (c *Client) QueueRetry(ctx context.Context, all bool, ids ...string) error {
+	return c.do(ctx, "POST", "/v1/queue/retry", RetryRequest{IDs: ids, All: all}, nil)
+}
+
+// QueueDelete drops an entry without telling the sender.
+func (c *Client) QueueDelete(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/queue/"+esc(id), nil, nil)
+}
+
+// QueueBounce fails an entry's pending recipients and bounces it to the sender.
+func (c *Client) QueueBounce(ctx context.Context, id string) error {
+	return c.do(ctx, "POST", "/v1/queue/"+esc(id)+"/bounce", nil, nil)
+}

@@ -85,3 +85,45 @@ type NameRequest struct {
 type ErrorBody struct {
 	Error string `json:"error"`
 }
+
+// QueueSummary is one line of the queue listing.
+type QueueSummary struct {
+	ID          string    `json:"id"`
+	From        string    `json:"from"`
+	Created     time.Time `json:"created"`
+	Size        int64     `json:"size"`
+	Pending     int       `json:"pending"`
+	Recipients  int       `json:"recipients"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	Nodes       []string  `json:"nodes"` // nodes working on its pending recipients
+}
+
+// QueueEntry is a queued message with every recipient's state.
+type QueueEntry struct {
+	ID            string           `json:"id"`
+	From          string           `json:"from"`
+	Created       time.Time        `json:"created"`
+	Size          int64            `json:"size"`
+	Node          string           `json:"node"`
+	Holders       []string         `json:"holders"`
+	DelayNotified bool             `json:"delay_notified"`
+	Recipients    []QueueRecipient `json:"recipients"`
+}
+
+// QueueRecipient is one recipient of a queued message.
+type QueueRecipient struct {
+	Addr        string    `json:"addr"`
+	Orig        string    `json:"orig,omitempty"`
+	Node        string    `json:"node"`
+	Remote      bool      `json:"remote"`
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	LastReply   string    `json:"last_reply,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// RetryRequest asks for an immediate attempt of some entries, or all.
+type RetryRequest struct {
+	IDs []string `json:"ids,omitempty"`
+	All bool     `json:"all,omitempty"`
+}

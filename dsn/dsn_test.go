@@ -100,7 +100,7 @@ func TestBuild(t *testing.T) {
 				"    rejected: User unknown in virtual mailbox table",
 				"    Last attempt: " + date(testNow.Add(-time.Minute)),
 			},
-			textAbsent: []string{"WARNING", "still being retried", "Will retry until"},
+			textAbsent: []string{"only a warning", "still being retried", "Will retry until"},
 		},
 		{
 			name:    "delay",
@@ -108,7 +108,7 @@ func TestBuild(t *testing.T) {
 			subject: "Delayed Mail (still being retried)",
 			want:    []map[string]string{delayedFields},
 			text: []string{
-				"THIS IS A WARNING ONLY. YOU DO NOT NEED TO RESEND YOUR MESSAGE.",
+				"This is only a warning: you do not need to resend your message.",
 				"It has been waiting for 4 hours.",
 				"Delivery is still being retried for these recipients:",
 				"<carol@example.net>:",
@@ -116,7 +116,7 @@ func TestBuild(t *testing.T) {
 				"Will retry until: " + date(testArrival.Add(5*24*time.Hour)),
 			},
 			textLines: []string{
-				"THIS IS A WARNING ONLY. YOU DO NOT NEED TO RESEND YOUR MESSAGE.",
+				"This is only a warning: you do not need to resend your message.",
 				"    connect to mx.example.net: connection timed out",
 				"    Will retry until: " + date(testArrival.Add(5*24*time.Hour)),
 			},
@@ -135,7 +135,7 @@ func TestBuild(t *testing.T) {
 				"Delivery is still being retried for these recipients:",
 				"<carol@example.net>",
 			},
-			textAbsent: []string{"WARNING"},
+			textAbsent: []string{"only a warning"},
 		},
 		{
 			name: "failure without remote MTA or original recipient",
@@ -247,6 +247,27 @@ func TestBuild(t *testing.T) {
 			}
 			if !maps.Equal(gotMsg, wantMsg) {
 				t.Errorf("per-message fields\n got %v\nwant %v", gotMsg, wantMsg)
+			}
+			// Fields in the order of RFC 3464's grammar.
+			order := []string{"Reporting-MTA", "Arrival-Date", "X-Clustermail-Queue-ID", "",
+				"Original-Recipient", "Final-Recipient", "Action", "Status", "Remote-MTA",
+				"Diagnostic-Code", "Last-Attempt-Date", "Will-Retry-Until", ""}
+			next := 0
+			for _, l := range strings.Split(string(r.parts[1].body), "\r\n") {
+				if strings.HasPrefix(l, " ") {
+					continue // continuation
+				}
+				name, _, _ := strings.Cut(l, ":")
+				if name == "" && next > 3 {
+					next = 4 // the next recipient's group
+					continue
+				}
+				i := slices.Index(order[next:], name)
+				if i < 0 {
+					t.Errorf("field %q out of order in delivery-status:\n%s", name, r.parts[1].body)
+					break
+				}
+				next += i + 1
 			}
 			if len(r.perRecipient) != len(tt.want) {
 				t.Fatalf("%d recipient groups, want %d", len(r.perRecipient), len(tt.want))

@@ -43,7 +43,7 @@ func textPart(m Message, rs []rcpt, now time.Time, truncated bool) part {
 				"retried. You will get another report if it fails.")
 		}
 	case hasAction(rs, Delayed):
-		para("THIS IS A WARNING ONLY. YOU DO NOT NEED TO RESEND YOUR MESSAGE.")
+		para("This is only a warning: you do not need to resend your message.")
 		waited := ""
 		if !m.Arrival.IsZero() && now.After(m.Arrival) {
 			waited = " It has been waiting for " + humanDuration(now.Sub(m.Arrival)) + "."
@@ -125,11 +125,12 @@ func textPart(m Message, rs []rcpt, now time.Time, truncated bool) part {
 func statusPart(m Message, rs []rcpt) part {
 	var b bytes.Buffer
 	writeField(&b, "Reporting-MTA", "dns; "+m.ReportingMTA)
-	if m.QueueID != "" {
-		writeField(&b, queueIDHeader, m.QueueID)
-	}
 	if !m.Arrival.IsZero() {
 		writeField(&b, "Arrival-Date", m.Arrival.Format(dateLayout))
+	}
+	// Extension fields come last in RFC 3464's grammar.
+	if m.QueueID != "" {
+		writeField(&b, queueIDHeader, m.QueueID)
 	}
 	for _, r := range rs {
 		b.WriteString("\r\n")

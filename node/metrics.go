@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,11 +27,9 @@ func (n *Node) registerMetrics() {
 	gauge("clustermail_raft_servers", "Servers in the Raft configuration.", func() float64 { return float64(n.cluster.Servers()) })
 	n.reg.MustRegister(&memberCollector{c: n.cluster, desc: prometheus.NewDesc("clustermail_gossip_members",
 		"Nodes known to gossip, by state.", []string{"state"}, nil)})
-	gauge("clustermail_queue_depth", "Entries in the replicated queue.", func() float64 {
-		count := 0
-		_ = n.queue.List(func(queue.Entry) bool { count++; return true })
-		return float64(count)
-	})
+	n.reg.MustRegister(&queueCollector{q: n.queue,
+		depth:  prometheus.NewDesc("clustermail_queue_depth", "Entries in the replicated queue, by state: active (never deferred) or deferred.", []string{"state"}, nil),
+		oldest: prometheus.NewDesc("clustermail_queue_oldest_seconds", "Age of the oldest queue entry.", nil, nil)})
 	gauge("clustermail_spool_bodies", "Message bodies held on this node.", func() float64 {
 		c, _ := n.sp.Stats()
 		return float64(c)
@@ -51,4 +51,37 @@ func (m *memberCollector) Collect(ch chan<- prometheus.Metric) {
 	for s, c := range counts {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(c), s)
 	}
+}
+
+// queueCollector reads the queue at scrape time.
+type queueCollector struct {
+	q             *queue.Queue
+	depth, oldest *prometheus.Desc
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth; ch <- c.oldest }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	active, deferred := 0, 0
+	var oldest time.Time
+	_ = c.q.List(func(e queue.Entry) bool {
+		state := &active
+		for _, r := range e.Recipients {
+			if !r.Final() && r.Attempts > 0 {
+				state = &deferred
+			}
+		}
+		*state++
+		if oldest.IsZero() || e.Created.Before(oldest) {
+			oldest = e.Created
+		}
+		return true
+	})
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(active), "active")
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(deferred), "deferred")
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age)
 }

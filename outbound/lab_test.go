@@ -132,7 +132,9 @@ func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Rcode = dns.RcodeNameError
 	default:
 		for _, rr := range rrs {
-			if rr.Header().Rrtype == q.Qtype {
+			// A CNAME comes along, first, as a recursive server
+			// puts the chain it followed before the records.
+			if t := rr.Header().Rrtype; t == q.Qtype || t == dns.TypeCNAME {
 				m.Answer = append(m.Answer, rr)
 			}
 		}

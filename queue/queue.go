@@ -15,8 +15,8 @@ import (
 
 // Command types of the queue. Append-only: never renumber.
 const (
-	cmdAdd    raftstore.CommandType = 20
-	cmdUpdate raftstore.CommandType = 21
+	cmdAdd      raftstore.CommandType = 20
+	cmdUpdate   raftstore.CommandType = 21
 	cmdDelete   raftstore.CommandType = 22
 	cmdReassign raftstore.CommandType = 23
 	cmdRetry    raftstore.CommandType = 24
@@ -37,9 +37,9 @@ const (
 
 // Recipient is one final destination of a message.
 type Recipient struct {
-	Addr        string    `json:"addr"`           // the mailbox or remote address delivered to
-	Orig        string    `json:"orig,omitempty"` // the RCPT TO address when an alias expanded
-	Node        string    `json:"node"`           // the node that delivers it
+	Addr        string    `json:"addr"`             // the mailbox or remote address delivered to
+	Orig        string    `json:"orig,omitempty"`   // the RCPT TO address when an alias expanded
+	Node        string    `json:"node"`             // the node that delivers it
 	Remote      bool      `json:"remote,omitempty"` // delivered out through DNS, not into a mailbox here
 	State       string    `json:"state"`
 	Attempts    int       `json:"attempts,omitempty"`

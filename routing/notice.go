@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -92,3 +93,36 @@ func ParseSchedule(s string) ([]time.Duration, error) {
 	}
 	return out, nil
 }
+
+// Bounce fails every pending recipient of an entry on an operator's
+// request and sends the sender a bounce, from whichever node is asked.
+func (r *Router) Bounce(ctx context.Context, id string) error {
+	e, ok, err := r.queue.Get(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: queue entry %s", ErrNoEntry, id)
+	}
+	body, err := r.body(ctx, e)
+	if err != nil {
+		body = nil // the bounce goes out without the original headers
+	}
+	const reply = "554 5.0.0 bounced by the mail administrator"
+	var results []queue.Result
+	var rcpts []noticeRecipient
+	for i, rc := range e.Recipients {
+		if !rc.Final() {
+			results = append(results, queue.Result{Index: i, State: queue.StateFailed, Reply: reply})
+			rcpts = append(rcpts, noticeRecipient{rc: rc, reply: reply, attempt: time.Now()})
+		}
+	}
+	notice, err := r.buildNotice(ctx, e, noticeBounce, rcpts, body)
+	if err != nil {
+		return err
+	}
+	return r.queue.ReportWith(ctx, id, "operator", results, queue.ReportOptions{Force: true, Notice: notice})
+}
+
+// ErrNoEntry means the queue has no such entry.
+var ErrNoEntry = errors.New("no such queue entry")

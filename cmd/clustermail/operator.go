@@ -35,6 +35,7 @@ func addOperatorCommands(root *cobra.Command) {
 		newUserCmd(),
 		newAliasCmd(),
 		newMailboxCmd(),
+		newQueueCmd(),
 	)
 }
 
