@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"clustermail/routing"
+	"clustermail/throttle"
 )
 
 // Mode is what a listener is for.
@@ -56,7 +57,7 @@ type Server struct {
 	cfg       Config
 	router    Router
 	auth      Authenticator
-	authLimit *authLimiter
+	authLimit *throttle.Limiter
 	log       *slog.Logger
 	srv       *smtp.Server
 	ln        net.Listener
@@ -71,7 +72,7 @@ func New(cfg Config, router Router, auth Authenticator, log *slog.Logger, m *Met
 	if cfg.ImplicitTLS && cfg.TLS == nil {
 		return nil, fmt.Errorf("smtp %s: implicit TLS needs a certificate (--tls-cert, --tls-key)", cfg.Name)
 	}
-	s := &Server{cfg: cfg, router: router, auth: auth, authLimit: newAuthLimiter(), log: log.With("listener", cfg.Name), m: m}
+	s := &Server{cfg: cfg, router: router, auth: auth, authLimit: throttle.New(), log: log.With("listener", cfg.Name), m: m}
 	srv := smtp.NewServer(backend{s})
 	srv.Addr = cfg.Addr
 	srv.Domain = cfg.Hostname

@@ -58,19 +58,19 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 func (s *submissionSession) login(user, pass string) error {
 	ip, _, _ := net.SplitHostPort(s.remote)
 	keyIP, keyUser := "ip:"+ip, "user:"+strings.ToLower(user)
-	if d := s.s.authLimit.delay(keyIP, keyUser); d > 0 {
+	if d := s.s.authLimit.Delay(keyIP, keyUser); d > 0 {
 		time.Sleep(d)
 	}
 	account, ok := s.s.auth.Authenticate(user, pass)
 	if !ok {
-		s.s.authLimit.fail(keyIP, keyUser)
+		s.s.authLimit.Fail(keyIP, keyUser)
 		s.s.m.authFailures.WithLabelValues(s.s.cfg.Name).Inc()
 		s.s.log.Warn("authentication failed", "remote", s.remote, "user", user)
 		return errAuthFailed
 	}
 	// Only the account's count is forgiven: one valid login must not
 	// reset a client that guesses at other accounts.
-	s.s.authLimit.succeed(keyUser)
+	s.s.authLimit.Succeed(keyUser)
 	s.account = account
 	s.s.log.Info("authenticated", "remote", s.remote, "account", account)
 	return nil
