@@ -38,6 +38,7 @@ type Spool interface {
 // Mailboxes is this node's mailbox store.
 type Mailboxes interface {
 	Deliver(account, key string, internalDate time.Time, body []byte) (uid uint32, duplicate bool, err error)
+	Usage(account string) (messages int, bytes int64, err error)
 }
 
 // Sender delivers a message to the recipients of one remote domain.
