@@ -70,6 +70,7 @@ type node struct {
 	join                    []string
 	expect                  int
 	extra                   []string
+	sub                     string // submission address, chosen at the first start that asks for one (see subAddr)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -115,6 +116,10 @@ func newCluster(t *testing.T, n int, extra ...string) *testCluster {
 	return c
 }
 
+// subAddr in an extra flag stands for the node's own submission address
+// (node.sub), so one flag list serves every node: "--submission-addr", subAddr.
+const subAddr = "{submission}"
+
 func addr(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 
 func (n *node) start() {
@@ -124,7 +129,15 @@ func (n *node) start() {
 	args := []string{"server", "--name", n.name, "--data-dir", n.dir, "--gossip-addr", n.gossip, "--raft-addr", n.raft,
 		"--api-addr", n.api, "--smtp-addr", n.smtp, "--join", strings.Join(n.join, ","), "--hostname", n.name + ".test",
 		"--bootstrap-expect", strconv.Itoa(n.expect), "--log-level", "debug"}
-	args = append(args, n.extra...)
+	for _, a := range n.extra {
+		if strings.Contains(a, subAddr) {
+			if n.sub == "" {
+				n.sub = addr(freePorts(n.t, 1)[0])
+			}
+			a = strings.ReplaceAll(a, subAddr, n.sub)
+		}
+		args = append(args, a)
+	}
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		n.t.Fatal(err)
 	}

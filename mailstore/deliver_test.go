@@ -150,3 +150,25 @@ func TestDeliverSurvivesPowerCut(t *testing.T) {
 	}
 	checkInvariants(t, s, alice)
 }
+
+func TestDeliverWithinQuota(t *testing.T) {
+	s, err := Open("m", Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	body := make([]byte, 600)
+	if _, _, err := s.DeliverWithin("q@x.test", "k1", time.Now(), body, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.DeliverWithin("q@x.test", "k2", time.Now(), body, 1000); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("second message: %v, want ErrOverQuota", err)
+	}
+	// A repeat of a delivered message is a duplicate, whatever the usage.
+	if _, dup, err := s.DeliverWithin("q@x.test", "k1", time.Now(), body, 1000); err != nil || !dup {
+		t.Fatalf("repeat: dup=%v err=%v", dup, err)
+	}
+	if n, b, _ := s.Usage("q@x.test"); n != 1 || b != 600 {
+		t.Fatalf("usage %d %d", n, b)
+	}
+}

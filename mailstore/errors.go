@@ -28,6 +28,8 @@ var (
 
 	// ErrUIDExhausted means the mailbox has used up its 32-bit UID space.
 	ErrUIDExhausted = errors.New("mailbox UID space exhausted")
+	// ErrOverQuota: the message would put the account over its quota.
+	ErrOverQuota = errors.New("over quota")
 	// ErrCorrupt means a stored record could not be decoded.
 	ErrCorrupt = errors.New("corrupt record")
 	// ErrClosed is returned by calls made after Close.

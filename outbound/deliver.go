@@ -3,23 +3,26 @@
 // tries them in preference order with opportunistic STARTTLS, and turns the
 // replies into one Result per recipient for the queue to record.
 //
-// Decisions on replies that end a session before any recipient is known,
-// following Postfix:
+// Decisions on replies that end a session before any recipient is known:
 //
 //   - Connection failures, timeouts and 4xx replies to the greeting, EHLO or
 //     MAIL FROM move on to the next address, then the next MX host. When no
 //     host takes the message every recipient is Deferred with the last
 //     reason.
-//   - A 5xx greeting or EHLO refuses the session, not the message (Postfix's
-//     smtp_skip_5xx_greeting): the next host is tried, and the 5xx is final
-//     (Failed) only when it came from the last host there was to try.
-//   - A 5xx to MAIL FROM comes from a server that accepted the connection
-//     and judged the message: it is final for every recipient, at once.
-//   - A needed SMTPUTF8 that the server does not offer is final too (RFC
-//     6531 3.2): the MX hosts of one domain run the same software.
+//   - A 5xx greeting or EHLO refuses the session, not the message: the next
+//     host is tried, as Postfix does by default (smtp_skip_5xx_greeting).
+//     The 5xx becomes final (Failed) only when it came from the last address
+//     there was to try; Postfix would defer then, and its documentation
+//     calls that default incorrect. (Postfix bounces at once on a 5xx EHLO;
+//     we give the other hosts their chance.)
+//   - A 5xx to MAIL FROM comes from a server that accepted the session and
+//     judged the message: it is final for every recipient, at once, as in
+//     Postfix. So is a needed SMTPUTF8 that the server lacks (RFC 6531 3.2):
+//     the MX hosts of one domain run the same software.
 //
-// Once a recipient is accepted the transaction is not taken elsewhere: a
-// connection lost after that defers whoever is not yet decided.
+// Once MAIL FROM is accepted the transaction stays with that server: per
+// recipient RCPT replies, one DATA reply for all accepted, and a connection
+// lost on the way defers whoever is not yet decided.
 package outbound
 
 import (
@@ -273,7 +276,7 @@ func (d *delivery) run(ctx context.Context) {
 		last      attempt
 		tried     = map[string]bool{}
 		exhausted = true // every host and address was tried
-		addrFound bool
+		addrFound bool   // some host has an address, or may have one on a retry
 	)
 hosts:
 	for _, host := range hosts {
@@ -299,7 +302,7 @@ hosts:
 			}
 			tried[ip.String()] = true
 			a, decided := d.session(ctx, host, ip, true)
-			if !decided && a.tlsFailed {
+			if !decided && a.tlsFailed && ctx.Err() == nil {
 				a, decided = d.session(ctx, host, ip, false)
 			}
 			if decided {
@@ -309,6 +312,11 @@ hosts:
 		}
 	}
 
+	if last.reason.code == 0 {
+		// Not reachable: every host either failed its lookup or had an
+		// address tried, and both set last. Deferral is the safe answer.
+		last.reason = ownReply(451, "4.4.0", "no mail host of %s could be tried", d.domain)
+	}
 	switch {
 	case ctx.Err() != nil:
 		d.decideRest(Deferred, ownReply(451, "4.3.0", "delivery interrupted: %v", context.Cause(ctx)), "", false)
@@ -514,6 +522,11 @@ func (d *delivery) session(ctx context.Context, host string, ip net.IP, tryTLS b
 	if tryTLS && s.has("STARTTLS") {
 		cfg := d.tls.Clone()
 		cfg.InsecureSkipVerify = true // opportunistic: see Config.TLS
+		if cfg.MinVersion == 0 {
+			// Any TLS beats the plain text we would fall back to; Go's
+			// client default (1.2) would send old servers there.
+			cfg.MinVersion = tls.VersionTLS10
+		}
 		if net.ParseIP(host) == nil {
 			cfg.ServerName = host
 		}
@@ -584,7 +597,7 @@ func (d *delivery) session(ctx context.Context, host string, ip net.IP, tryTLS b
 		r, err := s.cmd("RCPT TO:<" + rcpt + ">")
 		if err != nil {
 			d.decideRest(Deferred, lost("RCPT TO", err), host, s.tls)
-			log.Info("outbound session failed", "step", "RCPT TO", "tls", s.tls)
+			log.Info("outbound session failed", "step", "RCPT TO", "tls", s.tls, "err", err)
 			return attempt{}, true
 		}
 		switch r.class() {

@@ -6,7 +6,9 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,8 +187,8 @@ func TestDeliver(t *testing.T) {
 					// go-smtp opens a session at each EHLO: ours must be
 					// our name both before and after the handshake.
 					want := []helo{{testHostname, false}, {testHostname, true}}
-					if !slices.Equal(m.helos, want) {
-						t.Errorf("EHLOs %v, want %v", m.helos, want)
+					if got := m.hellos(); !slices.Equal(got, want) {
+						t.Errorf("EHLOs %v, want %v", got, want)
 					}
 					if txs := m.transactions(); len(txs) != 1 || !txs[0].tls {
 						t.Errorf("transactions %+v, want one over TLS", txs)
@@ -379,7 +381,7 @@ func TestDeliver(t *testing.T) {
 			want: []want{{Deferred, "451 4.4.1 connection refused by mx2.down.test [127.0.0.3]", "", false}},
 		},
 		{
-			name: "every address of a host, IPv4 and IPv6, then the next host",
+			name: "every address of a host until one answers",
 			records: []string{
 				"multi.test. MX 10 mx1.multi.test.", "multi.test. MX 20 mx2.multi.test.",
 				"mx1.multi.test. A 127.0.0.9", "mx1.multi.test. AAAA ::1", "mx1.multi.test. A 127.0.0.2",
@@ -439,6 +441,40 @@ func TestDeliver(t *testing.T) {
 			},
 			domain: "eight.test", rcpts: []string{"u@eight.test"}, body: "Subject: x\r\n\r\ncafé\r\n",
 			want: []want{{Delivered, "250 ", "mx.eight.test", false}},
+		},
+		{
+			name:    "UTF-8 in the header: SMTPUTF8 when offered",
+			records: []string{"hdr8.test. MX 10 mx.hdr8.test.", "mx.hdr8.test. A 127.0.0.2"},
+			setup: func(l *lab) func(*testing.T) {
+				m := l.startMTA(2, &mta{smtputf8: true})
+				return func(t *testing.T) {
+					if txs := m.transactions(); len(txs) != 1 || !txs[0].opts.UTF8 || txs[0].opts.Body != smtp.Body8BitMIME {
+						t.Errorf("transactions %+v, want one with SMTPUTF8 and 8BITMIME", txs)
+					}
+				}
+			},
+			domain: "hdr8.test", rcpts: []string{"u@hdr8.test"}, body: "Subject: café\r\n\r\nx\r\n",
+			want: []want{{Delivered, "250 ", "mx.hdr8.test", false}},
+		},
+		{
+			name:    "5xx to the DATA command bounces",
+			records: []string{"data5cmd.test. MX 10 mx.data5cmd.test.", "mx.data5cmd.test. A 127.0.0.2"},
+			setup: func(l *lab) func(*testing.T) {
+				l.startFake(2, &fake{greeting: "220 fake", dataReply: "554 5.5.1 no valid recipients\r\n"})
+				return nil
+			},
+			domain: "data5cmd.test", rcpts: []string{"u@data5cmd.test"},
+			want: []want{{Failed, "554 5.5.1 no valid recipients", "mx.data5cmd.test", false}},
+		},
+		{
+			name:    "250 to the DATA command is a protocol error, deferred",
+			records: []string{"data2cmd.test. MX 10 mx.data2cmd.test.", "mx.data2cmd.test. A 127.0.0.2"},
+			setup: func(l *lab) func(*testing.T) {
+				l.startFake(2, &fake{greeting: "220 fake", dataReply: "250 2.0.0 sure\r\n"})
+				return nil
+			},
+			domain: "data2cmd.test", rcpts: []string{"u@data2cmd.test"},
+			want: []want{{Deferred, "451 4.5.0 mx.data2cmd.test [127.0.0.2] after DATA: SMTP protocol violation: DATA answered 250 2.0.0 sure instead of 354", "mx.data2cmd.test", false}},
 		},
 		{
 			name:    "SMTPUTF8 address to a server without it bounces",
@@ -560,8 +596,8 @@ func TestMXOrder(t *testing.T) {
 			{Host: "c.eq.test.", Pref: 20}, {Host: "a.eq.test.", Pref: 10},
 			{Host: "b.eq.test.", Pref: 10}, {Host: "A.EQ.TEST.", Pref: 30},
 		},
-		"mixednull.test": {{Host: ".", Pref: 0}, {Host: "mx.mixednull.test.", Pref: 10}},
-		"idn.test":       {{Host: "mx.idn.test.", Pref: 10}},
+		"mixednull.test":     {{Host: ".", Pref: 0}, {Host: "mx.mixednull.test.", Pref: 10}},
+		"idn.test":           {{Host: "mx.idn.test.", Pref: 10}},
 		"xn--bcher-kva.test": {{Host: "mx.xn--bcher-kva.test.", Pref: 10}},
 	}}
 	c := New(Config{Resolver: res})
@@ -621,4 +657,32 @@ func TestBadSender(t *testing.T) {
 	if n := res.calls.Load(); n != 0 {
 		t.Errorf("%d DNS lookups for a message that cannot go", n)
 	}
+}
+
+func TestAddressOrder(t *testing.T) {
+	t.Parallel()
+	res := &fakeResolver{
+		mx: map[string][]*net.MX{"order.test": {{Host: "b.order.test.", Pref: 20}, {Host: "a.order.test.", Pref: 10}}},
+		ip: map[string][]net.IP{
+			"a.order.test": {net.ParseIP("192.0.2.1"), net.ParseIP("2001:db8::1")},
+			"b.order.test": {net.ParseIP("192.0.2.1"), net.ParseIP("192.0.2.2")},
+		},
+	}
+	var (
+		mu     sync.Mutex
+		dialed []string
+	)
+	c := New(Config{Resolver: res, Dial: func(_ context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		dialed = append(dialed, network+" "+addr)
+		return nil, syscall.ECONNREFUSED
+	}})
+	got := c.Deliver(t.Context(), "order.test", "", []string{"u@order.test"}, []byte(testBody))
+	// Port 25 by default; IPv6 too; an address shared by two hosts once.
+	wantDials := []string{"tcp 192.0.2.1:25", "tcp [2001:db8::1]:25", "tcp 192.0.2.2:25"}
+	if !slices.Equal(dialed, wantDials) {
+		t.Errorf("dialed %q, want %q", dialed, wantDials)
+	}
+	checkResults(t, got, []string{"u@order.test"}, []want{{Deferred, "451 4.4.1 connection refused by b.order.test [192.0.2.2]", "", false}})
 }

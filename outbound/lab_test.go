@@ -257,6 +257,12 @@ func (m *mta) transactions() []*tx {
 	return append([]*tx(nil), m.txs...)
 }
 
+func (m *mta) hellos() []helo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]helo(nil), m.helos...)
+}
+
 func (m *mta) connections() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -326,6 +332,7 @@ func (s *mtaSession) Data(r io.Reader) error {
 type fake struct {
 	greeting   string      // first line, "" to stay silent
 	noEHLO     bool        // answer EHLO with 502, as an RFC 821 server
+	dataReply  string      // reply to DATA instead of 354, CRLF included
 	caps       []string    // EHLO keywords
 	starttls   string      // reply to STARTTLS, CRLF included, may carry extra lines
 	tlsConfig  *tls.Config // handshake after starttls
@@ -405,6 +412,10 @@ func (f *fake) serve(c net.Conn) {
 			}
 			br, w = bufio.NewReader(tc), tc
 		case "DATA":
+			if f.dataReply != "" {
+				say(f.dataReply)
+				continue
+			}
 			inData = true
 			say("354 go ahead\r\n")
 		case "QUIT":

@@ -102,7 +102,10 @@ func (r *DNSResolver) LookupIP(ctx context.Context, host string) ([]net.IP, erro
 	var errs []error
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		resp, err := r.query(ctx, host, qtype)
-		if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			// NXDOMAIN is about the name, whatever the type: decisive.
+			return nil, err
+		} else if err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -117,13 +120,6 @@ func (r *DNSResolver) LookupIP(ctx context.Context, host string) ([]net.IP, erro
 	}
 	if len(ips) > 0 || len(errs) == 0 {
 		return ips, nil
-	}
-	// NXDOMAIN is about the name, so one such answer is decisive; a
-	// temporary failure of the other query does not make it less so.
-	for _, err := range errs {
-		if errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
 	}
 	return nil, errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"clustermail/mailstore"
 	"clustermail/outbound"
 	"clustermail/queue"
 )
@@ -150,7 +151,12 @@ func (o *outcome) add(i int, a attempt) { o.idx = append(o.idx, i); o.attempts =
 
 func (r *Router) deliverLocal(lg *slog.Logger, e queue.Entry, i int, body []byte) attempt {
 	rc := e.Recipients[i]
-	if full, err := r.overQuota(rc.Addr, len(body)); err == nil && full {
+	var quota int64
+	if acc, ok, err := r.dir.Account(rc.Addr); err == nil && ok {
+		quota = acc.Quota
+	}
+	uid, dup, err := r.mail.DeliverWithin(rc.Addr, e.ID+"/"+rc.Addr, e.Created, body, quota)
+	if errors.Is(err, mailstore.ErrOverQuota) {
 		lg.Info("delivery deferred: mailbox over quota", "rcpt", rc.Addr)
 		r.m.attempts.WithLabelValues("local", "4xx").Inc()
 		a := r.deferred(e, i, "452 4.2.2 mailbox full: over quota", "")
@@ -159,7 +165,6 @@ func (r *Router) deliverLocal(lg *slog.Logger, e queue.Entry, i int, body []byte
 		}
 		return a
 	}
-	uid, dup, err := r.mail.Deliver(rc.Addr, e.ID+"/"+rc.Addr, e.Created, body)
 	if err != nil {
 		lg.Warn("local delivery failed; will retry", "rcpt", rc.Addr, "err", err)
 		r.m.attempts.WithLabelValues("local", "4xx").Inc()
@@ -242,21 +247,6 @@ func (r *Router) report(ctx context.Context, lg *slog.Logger, e queue.Entry, out
 		lg.Info("delivery notice queued", "notice_id", opts.Notice.ID, "to", e.From, "delay", opts.DelayNotified)
 	}
 	return 0
-}
-
-// overQuota reports whether a message of size would push the account past
-// its quota. A repeated delivery of a message already stored is
-// deduplicated by the store and never counts twice.
-func (r *Router) overQuota(account string, size int) (bool, error) {
-	acc, ok, err := r.dir.Account(account)
-	if err != nil || !ok || acc.Quota <= 0 {
-		return false, err
-	}
-	_, used, err := r.mail.Usage(account)
-	if err != nil {
-		return false, err
-	}
-	return used+int64(size) > acc.Quota, nil
 }
 
 func domainOf(addr string) string {

@@ -37,8 +37,9 @@ type Spool interface {
 
 // Mailboxes is this node's mailbox store.
 type Mailboxes interface {
-	Deliver(account, key string, internalDate time.Time, body []byte) (uid uint32, duplicate bool, err error)
-	Usage(account string) (messages int, bytes int64, err error)
+	// DeliverWithin stores idempotently by key, refusing a new message that
+	// would exceed quota bytes (0: none) with an error wrapping ErrOverQuota.
+	DeliverWithin(account, key string, internalDate time.Time, body []byte, quota int64) (uid uint32, duplicate bool, err error)
 }
 
 // Sender delivers a message to the recipients of one remote domain.
