@@ -68,8 +68,9 @@ type Config struct {
 	// DataTimeout bounds the wait for the reply once the whole body is sent
 	// (default 10m, RFC 5321 4.5.3.2.6).
 	DataTimeout time.Duration
-	// Logger receives one line per connection attempt and per recipient
-	// decided; never message bodies. Nil discards.
+	// Logger receives a line per connection attempt (host, address,
+	// outcome) and, at debug level, per recipient; never message bodies.
+	// Nil discards.
 	Logger *slog.Logger
 	// Dial opens the TCP connections; nil uses a net.Dialer. For tests.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -180,7 +181,8 @@ type Result struct {
 	// as "451 4.4.1 connection refused by mx.example.org [192.0.2.1]".
 	Reply string
 	// RemoteMTA is the MX host of the session that decided (its address
-	// when the MX was an IP literal), "" when no connection was made.
+	// when the MX was an IP literal), "" when no session did: DNS
+	// failures, refused connections, a canceled context.
 	RemoteMTA string
 	// TLS tells whether Reply came over an encrypted connection.
 	TLS bool
@@ -206,8 +208,10 @@ func (c *Client) Deliver(ctx context.Context, domain, from string, rcpts []strin
 		d.results[i].Recipient = r
 	}
 	d.run(ctx)
+	// Debug: the caller logs each result it records; the attempts above
+	// already said at Info which host did what.
 	for _, r := range d.results {
-		d.log.Info("outbound result", "rcpt", r.Recipient, "status", r.Status.String(), "reply", r.Reply, "remote_mta", r.RemoteMTA, "tls", r.TLS)
+		d.log.Debug("outbound result", "rcpt", r.Recipient, "status", r.Status.String(), "reply", r.Reply, "remote_mta", r.RemoteMTA, "tls", r.TLS)
 	}
 	return d.results
 }

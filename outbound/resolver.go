@@ -103,8 +103,12 @@ func (r *DNSResolver) LookupIP(ctx context.Context, host string) ([]net.IP, erro
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		resp, err := r.query(ctx, host, qtype)
 		if errors.Is(err, ErrNotFound) {
-			// NXDOMAIN is about the name, whatever the type: decisive.
-			return nil, err
+			// NXDOMAIN is about the name, whatever the type: decisive,
+			// unless the other type disagreed and gave addresses.
+			if len(ips) == 0 {
+				return nil, err
+			}
+			break
 		} else if err != nil {
 			errs = append(errs, err)
 			continue
