@@ -17,6 +17,7 @@ import (
 	"clustermail/api"
 	"clustermail/cluster"
 	"clustermail/directory"
+	"clustermail/mailrpc"
 	"clustermail/peer"
 	"clustermail/raftstore"
 )
@@ -61,6 +62,7 @@ func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", n.cluster.Handler())
 	mux.Handle("/internal/spool/", n.router.Handler())
+	mux.Handle(mailrpc.Prefix, mailrpc.Handler(n.mail, n.log))
 	mux.Handle("/v1/", n.apiHandler())
 	return mux
 }

@@ -31,6 +31,10 @@ type Config struct {
 	SubmissionAddr  string // "" disables
 	SubmissionsAddr string // "" disables
 	InsecureAuth    bool
+	IMAPAddr        string // "" disables
+	IMAPSAddr       string
+	POP3Addr        string
+	POP3SAddr       string
 
 	DNS           string // resolver host:port; "" = the system's
 	OutboundPort  int
@@ -76,6 +80,16 @@ func (c *Config) Validate() error {
 	}
 	if c.SubmissionsAddr != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("--submissions-addr (implicit TLS) needs --tls-cert and --tls-key"))
+	}
+	for flag, a := range map[string]string{"--imaps-addr": c.IMAPSAddr, "--pop3s-addr": c.POP3SAddr} {
+		if a != "" && c.TLSCert == "" {
+			errs = append(errs, fmt.Errorf("%s (implicit TLS) needs --tls-cert and --tls-key", flag))
+		}
+	}
+	for flag, a := range map[string]string{"--imap-addr": c.IMAPAddr, "--pop3-addr": c.POP3Addr} {
+		if a != "" && c.TLSCert == "" && !c.InsecureAuth {
+			errs = append(errs, fmt.Errorf("%s needs --tls-cert and --tls-key, since logins are accepted only over TLS (or --insecure-auth, for loopback tests only)", flag))
+		}
 	}
 	if c.SubmissionAddr != "" && c.TLSCert == "" && !c.InsecureAuth {
 		errs = append(errs, errors.New("--submission-addr needs --tls-cert and --tls-key, since AUTH is offered only over TLS (or --insecure-auth, for loopback tests only)"))

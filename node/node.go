@@ -53,9 +53,13 @@ type Node struct {
 	router  *routing.Router
 	smtp    *smtpd.Server
 	subs    []*smtpd.Server // submission listeners
-	certs   *certs.Reloader
-	hup     chan os.Signal
-	rpc     *http.Client
+	access  *mailAccess
+	readers []interface {
+		Shutdown(context.Context) error
+	} // IMAP and POP3 listeners
+	certs *certs.Reloader
+	hup   chan os.Signal
+	rpc   *http.Client
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -153,6 +157,10 @@ func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
 	go func() { defer n.wg.Done(); n.router.Run(ctx) }()
 
 	if err := n.startSMTP(); err != nil {
+		n.abort()
+		return nil, err
+	}
+	if err := n.startAccess(); err != nil {
 		n.abort()
 		return nil, err
 	}

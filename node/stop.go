@@ -43,6 +43,9 @@ func (n *Node) stop(leave bool) {
 				_ = s.Shutdown(ctx)
 			}
 		}
+		for _, s := range n.readers {
+			_ = s.Shutdown(ctx)
+		}
 		n.abort2(leave)
 		n.log.Info("node stopped")
 	})

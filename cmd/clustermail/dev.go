@@ -54,11 +54,12 @@ dev again with the same --dir brings the same cluster back.`,
 }
 
 type devNode struct {
-	name                    string
-	smtp, api, raft, gossip string
-	submission, submissions string
-	cmd                     *exec.Cmd
-	exited                  chan struct{}
+	name                     string
+	smtp, api, raft, gossip  string
+	submission, submissions  string
+	imap, imaps, pop3, pop3s string
+	cmd                      *exec.Cmd
+	exited                   chan struct{}
 }
 
 func runDev(cmd *cobra.Command, o devOptions) error {
@@ -84,7 +85,8 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	var gossip []string
 	for i := 0; i < o.nodes; i++ {
 		n := &devNode{name: "n" + strconv.Itoa(i+1), smtp: p(2525, i), api: p(8080, i), raft: p(8300, i), gossip: p(7946, i),
-			submission: p(2587, i), submissions: p(2465, i), exited: make(chan struct{})}
+			submission: p(2587, i), submissions: p(2465, i), imap: p(1143, i), imaps: p(1993, i), pop3: p(1110, i), pop3s: p(1895, i),
+			exited: make(chan struct{})}
 		nodes = append(nodes, n)
 		gossip = append(gossip, n.gossip)
 	}
@@ -115,7 +117,8 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 			"--gossip-addr", n.gossip, "--raft-addr", n.raft, "--api-addr", n.api, "--smtp-addr", n.smtp,
 			"--bootstrap-expect", strconv.Itoa(o.nodes), "--join", strings.Join(gossip, ","),
 			"--hostname", n.name+".clustermail.dev", "--dead-server-grace", "24h",
-			"--tls-cert", certFile, "--tls-key", keyFile, "--submission-addr", n.submission, "--submissions-addr", n.submissions)
+			"--tls-cert", certFile, "--tls-key", keyFile, "--submission-addr", n.submission, "--submissions-addr", n.submissions,
+			"--imap-addr", n.imap, "--imaps-addr", n.imaps, "--pop3-addr", n.pop3, "--pop3s-addr", n.pop3s)
 		// Own process group: the terminal's Ctrl-C reaches dev only, which
 		// then stops the nodes in order.
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -220,9 +223,9 @@ func devPassword() string {
 func printDevBanner(w io.Writer, nodes []*devNode, o devOptions, password string, temp bool) {
 	addr := o.user + "@" + o.domain
 	fmt.Fprintf(w, "\nclustermail dev: a %d-node cluster is up.\n\n", len(nodes))
-	t := newTable(w, "node", "smtp", "submission", "submissions", "admin api", "cluster", "gossip")
+	t := newTable(w, "node", "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "admin api")
 	for _, n := range nodes {
-		t.row(n.name, n.smtp, n.submission, n.submissions, "http://"+n.api, n.raft, n.gossip)
+		t.row(n.name, n.smtp, n.submission, n.submissions, n.imap, n.imaps, n.pop3, n.pop3s, "http://"+n.api)
 	}
 	_ = t.flush()
 	where := o.dir
@@ -240,19 +243,26 @@ or, without swaks:
 Send as %[2]s through submission (STARTTLS with dev's self-signed certificate, AUTH):
   swaks --server %[5]s --tls --auth-user %[2]s --auth-password '%[6]s' --from %[2]s --to %[2]s --header 'Subject: via submission'
 
-Read it:
+Read it with a mail client (any node; TLS with dev's self-signed certificate):
+  IMAP  127.0.0.1:%[7]s (STARTTLS) or %[8]s (TLS), POP3 %[9]s (STLS) or %[10]s (TLS), user %[2]s
+  curl -k --ssl-reqd 'imap://127.0.0.1:%[7]s/INBOX;UID=1' -u '%[2]s:%[6]s'
+
+Or through the admin API:
   %[4]s mailbox list %[2]s
   %[4]s mailbox show %[2]s 1
 
 Look at the cluster:
   %[4]s cluster members
   %[4]s cluster status
-`, nodes[len(nodes)-1].smtp, addr, strings.TrimPrefix(nodes[len(nodes)-1].smtp, "127.0.0.1:"), self, nodes[0].submission, password)
+`, nodes[len(nodes)-1].smtp, addr, strings.TrimPrefix(nodes[len(nodes)-1].smtp, "127.0.0.1:"), self, nodes[0].submission, password,
+		port(nodes[0].imap), port(nodes[0].imaps), port(nodes[0].pop3), port(nodes[0].pop3s))
 	if o.offset != 0 {
 		fmt.Fprintf(w, "  (add --api http://%s to the commands: the default API is 127.0.0.1:8080)\n", nodes[0].api)
 	}
 	fmt.Fprintln(w, "\nCtrl-C stops the cluster.")
 }
+
+func port(addr string) string { return strings.TrimPrefix(addr, "127.0.0.1:") }
 
 // selfName is how the user can run this binary again: "clustermail" when
 // that is what PATH finds, else a path relative to the working directory.
