@@ -34,7 +34,7 @@ func (s *Store) DeliverWithin(account, key string, internalDate time.Time, body 
 	}
 	err = s.update(a, func(t *tx) error {
 		var d dedupRecord
-		err := get(t.s.db, dedupKey(a, key), d.decode)
+		err := get(t.batch, dedupKey(a, key), d.decode)
 		if err == nil {
 			uid, duplicate = d.UID, true
 			return nil

@@ -172,3 +172,32 @@ func TestDeliverWithinQuota(t *testing.T) {
 		t.Fatalf("usage %d %d", n, b)
 	}
 }
+
+// TestFirstDeliveryCreatesOneInbox: the defaults created by a first
+// delivery are seen by the rest of the same transaction.
+func TestFirstDeliveryCreatesOneInbox(t *testing.T) {
+	s, err := Open("m", Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.Deliver("new@x.test", "k", time.Now(), []byte("Subject: a\r\n\r\nb\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	boxes, err := s.Mailboxes("new@x.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inboxes := 0
+	for _, b := range boxes {
+		if b.Name == Inbox {
+			inboxes++
+			if b.Messages != 1 {
+				t.Errorf("INBOX holds %d messages", b.Messages)
+			}
+		}
+	}
+	if inboxes != 1 || len(boxes) != 6 {
+		t.Fatalf("mailboxes after a first delivery: %+v", boxes)
+	}
+}

@@ -67,7 +67,7 @@ func eachMessage(r reader, account string, id uint64, uids []uint32, fn func(uid
 }
 
 func (t *tx) eachMessage(id uint64, uids []uint32, fn func(uid uint32, m *messageRecord) error) error {
-	return eachMessage(t.s.db, t.account, id, uids, fn)
+	return eachMessage(t.batch, t.account, id, uids, fn)
 }
 
 // sortedUIDs returns uids sorted and without duplicates or zeros. It maps

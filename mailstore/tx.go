@@ -33,7 +33,7 @@ func (s *Store) begin(account string) (*tx, error) {
 	t := &tx{
 		s:       s,
 		account: account,
-		batch:   s.db.NewBatch(),
+		batch:   s.db.NewIndexedBatch(),
 		boxes:   map[uint64]*mailboxRecord{},
 		touched: map[uint64]bool{},
 		deleted: map[uint64]bool{},
@@ -120,7 +120,7 @@ func (t *tx) applyRef(id uint64, delta int64) error {
 
 // lookup returns the id of the mailbox called name (already normalised).
 func (t *tx) lookup(name string) (uint64, *mailboxRecord, error) {
-	id, ok, err := getUint64(t.s.db, nameKey(t.account, name))
+	id, ok, err := getUint64(t.batch, nameKey(t.account, name))
 	if err != nil {
 		return 0, nil, fmt.Errorf("read mailbox name: %w", err)
 	}
@@ -133,7 +133,7 @@ func (t *tx) lookup(name string) (uint64, *mailboxRecord, error) {
 
 // exists reports whether a mailbox called name exists.
 func (t *tx) exists(name string) (bool, error) {
-	_, ok, err := getUint64(t.s.db, nameKey(t.account, name))
+	_, ok, err := getUint64(t.batch, nameKey(t.account, name))
 	if err != nil {
 		return false, fmt.Errorf("read mailbox name: %w", err)
 	}
@@ -146,7 +146,7 @@ func (t *tx) mailbox(id uint64) (*mailboxRecord, error) {
 		return box, nil
 	}
 	box := &mailboxRecord{}
-	if err := get(t.s.db, mailboxKey(t.account, id), box.decode); err != nil {
+	if err := get(t.batch, mailboxKey(t.account, id), box.decode); err != nil {
 		return nil, fmt.Errorf("read mailbox %d: %w", id, err)
 	}
 	t.boxes[id] = box
@@ -158,7 +158,7 @@ func (t *tx) touch(id uint64) { t.touched[id] = true }
 
 // allMailboxes loads every mailbox of the account.
 func (t *tx) allMailboxes() (map[uint64]*mailboxRecord, error) {
-	err := scanMailboxes(t.s.db, t.account, func(id uint64, box *mailboxRecord) error {
+	err := scanMailboxes(t.batch, t.account, func(id uint64, box *mailboxRecord) error {
 		if _, ok := t.boxes[id]; !ok {
 			t.boxes[id] = box
 		}
