@@ -244,3 +244,9 @@ func (c *Client) QueueDelete(ctx context.Context, id string) error {
 func (c *Client) QueueBounce(ctx context.Context, id string) error {
 	return c.do(ctx, "POST", "/v1/queue/"+esc(id)+"/bounce", nil, nil)
 }
+
+// MailboxStats returns an account's folders and usage (served by its owner).
+func (c *Client) MailboxStats(ctx context.Context, address string) (MailboxStats, error) {
+	var m MailboxStats
+	return m, c.do(ctx, "GET", "/v1/mailboxes/"+esc(address)+"/stats", nil, &m)
+}

@@ -127,3 +127,22 @@ type RetryRequest struct {
 	IDs []string `json:"ids,omitempty"`
 	All bool     `json:"all,omitempty"`
 }
+
+// MailboxStats is an account's folders and usage against its quota.
+type MailboxStats struct {
+	Address  string        `json:"address"`
+	Node     string        `json:"node"`
+	Quota    int64         `json:"quota"` // bytes, 0 = unlimited
+	Messages int           `json:"messages"`
+	Bytes    int64         `json:"bytes"`
+	Folders  []FolderStats `json:"folders"`
+}
+
+// FolderStats is one folder of an account.
+type FolderStats struct {
+	Name       string `json:"name"`
+	SpecialUse string `json:"special_use,omitempty"`
+	Messages   int    `json:"messages"`
+	Unseen     int    `json:"unseen"`
+	Bytes      int64  `json:"bytes"`
+}

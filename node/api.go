@@ -49,6 +49,7 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("DELETE /v1/aliases/{alias}", n.handleRemoveAlias)
 	mux.HandleFunc("GET /v1/mailboxes/{address}/messages", n.onOwner(n.handleMessages))
 	mux.HandleFunc("GET /v1/mailboxes/{address}/messages/{uid}", n.onOwner(n.handleRawMessage))
+	mux.HandleFunc("GET /v1/mailboxes/{address}/stats", n.onOwner(n.handleMailboxStats))
 	n.registerQueueAPI(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))

@@ -232,3 +232,26 @@ func summaryHeaders(body []byte) (from, subject string) {
 	}
 	return get("From"), get("Subject")
 }
+
+func (n *Node) handleMailboxStats(w http.ResponseWriter, r *http.Request) {
+	addr := directory.Normalize(r.PathValue("address"))
+	acc, _, _ := n.dir.Account(addr)
+	out := api.MailboxStats{Address: addr, Node: acc.Node, Quota: acc.Quota, Folders: []api.FolderStats{}}
+	if err := n.mail.EnsureAccount(addr); err != nil {
+		writeErr(w, 500, err)
+		return
+	}
+	boxes, err := n.mail.Mailboxes(addr)
+	if err != nil {
+		writeErr(w, 500, err)
+		return
+	}
+	for _, b := range boxes {
+		out.Folders = append(out.Folders, api.FolderStats{Name: b.Name, SpecialUse: b.SpecialUse, Messages: b.Messages, Unseen: b.Unseen, Bytes: b.Bytes})
+	}
+	if out.Messages, out.Bytes, err = n.mail.Usage(addr); err != nil {
+		writeErr(w, 500, err)
+		return
+	}
+	writeJSON(w, 200, out)
+}

@@ -14,7 +14,7 @@ import (
 // account's INBOX, for support and debugging.
 func newMailboxCmd() *cobra.Command {
 	opts := &apiOptions{}
-	cmd := newGroupCmd("mailbox", "Look into an account's INBOX", opts)
+	cmd := newGroupCmd("mailbox", "Look into an account's mailboxes", opts)
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:     "list ADDRESS",
@@ -32,6 +32,13 @@ func newMailboxCmd() *cobra.Command {
 			Example: "  clustermail mailbox show alice@example.org 42 > message.eml",
 			Args:    usageArgs(cobra.ExactArgs(2)),
 			RunE:    opts.runE(opts.mailboxShow),
+		},
+		&cobra.Command{
+			Use:     "stats ADDRESS",
+			Short:   "Show an account's folders, message counts and bytes against its quota",
+			Example: "  clustermail mailbox stats alice@example.org",
+			Args:    usageArgs(cobra.ExactArgs(1)),
+			RunE:    opts.runE(opts.mailboxStats),
 		},
 	)
 	return cmd
@@ -74,4 +81,31 @@ func (o *apiOptions) mailboxShow(ctx context.Context, c *api.Client, cmd *cobra.
 		return fmt.Errorf("mailbox show: write message: %w", err)
 	}
 	return nil
+}
+
+func (o *apiOptions) mailboxStats(ctx context.Context, c *api.Client, cmd *cobra.Command, args []string) error {
+	st, err := c.MailboxStats(ctx, args[0])
+	if err != nil {
+		return opError("mailbox stats", args[0], err)
+	}
+	if o.json {
+		return printJSON(cmdOut(cmd), st)
+	}
+	w := cmdOut(cmd)
+	used := formatSize(st.Bytes)
+	if st.Quota > 0 {
+		used += fmt.Sprintf(" of %s (%.0f%%)", formatSize(st.Quota), 100*float64(st.Bytes)/float64(st.Quota))
+	} else {
+		used += " (no quota)"
+	}
+	if err := printKV(w, []kv{{"account", st.Address}, {"owner node", st.Node},
+		{"messages", strconv.Itoa(st.Messages)}, {"used", used}}); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	t := newTable(w, "folder", "special use", "messages", "unseen", "size")
+	for _, f := range st.Folders {
+		t.row(f.Name, f.SpecialUse, strconv.Itoa(f.Messages), strconv.Itoa(f.Unseen), formatSize(f.Bytes))
+	}
+	return t.flush()
 }
