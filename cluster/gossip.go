@@ -122,6 +122,9 @@ func (c *Cluster) startGossip() error {
 	mc.Delegate = delegate{c}
 	mc.Events = delegate{c}
 	mc.LogOutput = logWriter{c.log, "gossip"}
+	// A node restarted with a new IP (a container, a pod) keeps its name;
+	// let it reclaim the name soon instead of being refused as a conflict.
+	mc.DeadNodeReclaimTime = 10 * time.Second
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start gossip on %s: %w", c.cfg.GossipAddr, err)
