@@ -1,19 +1,37 @@
 package raftstore
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 )
 
-// Encode builds a log entry: the type byte, then the payload as JSON. JSON
-// keeps old entries readable by newer nodes: added fields default to zero.
+// withRequestID marks an entry whose type byte is followed by an 8-byte
+// request id. The state machine remembers the outcome of each id for a
+// while, so a proposal retried after an uncertain failure (the commit went
+// through but the answer was lost) gets the first outcome back instead of
+// being applied again. Entries without the flag apply as before.
+const withRequestID CommandType = 64
+
+// requestIDLen is the length of a request id.
+const requestIDLen = 8
+
+// Encode builds a log entry: the type byte, a fresh request id, then the
+// payload as JSON. JSON keeps old entries readable by newer nodes: added
+// fields default to zero.
 func Encode(t CommandType, payload any) ([]byte, error) {
+	if t&withRequestID != 0 {
+		panic(fmt.Sprintf("raftstore: command type %d collides with the request-id flag", t))
+	}
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", t, err)
 	}
-	return append([]byte{byte(t)}, b...), nil
+	out := make([]byte, 1+requestIDLen, 1+requestIDLen+len(b))
+	out[0] = byte(t | withRequestID)
+	_, _ = rand.Read(out[1 : 1+requestIDLen])
+	return append(out, b...), nil
 }
 
 // Decode unmarshals a payload inside a handler. A payload that does not

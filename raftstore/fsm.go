@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,16 @@ const (
 )
 
 var appliedKey = []byte{PrefixMeta, 'a'}
+
+// Request-id records: 'r' + id -> index + outcome, and 'i' + index + id,
+// the latter to forget ids in index order, deterministically.
+const (
+	tblRequest      = 'r'
+	tblRequestIndex = 'i'
+	// requestWindow is how many log entries a request id is remembered
+	// for: far longer than any proposer keeps retrying.
+	requestWindow = 1 << 16
+)
 
 // CommandType identifies a command in the Raft log. Numbers are append-only:
 // a type, once released, keeps its meaning forever so newer nodes apply
@@ -98,6 +109,9 @@ func OpenFSM(dir string, opts FSMOptions) (*FSM, error) {
 // Register adds the handler of one command type. Registering a type twice
 // is a programming error.
 func (f *FSM) Register(t CommandType, h Handler) {
+	if t&withRequestID != 0 {
+		panic(fmt.Sprintf("raftstore: command type %d uses the request-id bit", t))
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, dup := f.handlers[t]; dup {
@@ -144,6 +158,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		tx.index = l.Index
 		resp[i] = f.dispatch(tx, l)
+		forgetRequests(tx, l.Index)
 	}
 	if last == f.applied.Load() {
 		return resp
@@ -169,6 +184,18 @@ func (f *FSM) dispatch(tx *Tx, l *raft.Log) any {
 		panic(fmt.Sprintf("raftstore: empty command at index %d", l.Index))
 	}
 	t := CommandType(l.Data[0])
+	payload := l.Data[1:]
+	var rid []byte
+	if t&withRequestID != 0 {
+		if len(payload) < requestIDLen {
+			panic(fmt.Sprintf("raftstore: truncated request id at index %d", l.Index))
+		}
+		t &^= withRequestID
+		rid, payload = payload[:requestIDLen], payload[requestIDLen:]
+		if out, seen := seenRequest(tx, rid); seen {
+			return out // a retry of a command already applied
+		}
+	}
 	h, ok := f.handlers[t]
 	if !ok {
 		if t&IgnoreUnknown != 0 {
@@ -177,10 +204,67 @@ func (f *FSM) dispatch(tx *Tx, l *raft.Log) any {
 		}
 		panic(fmt.Sprintf("raftstore: unknown command type %d at index %d: upgrade this node", t, l.Index))
 	}
-	if err := h(tx, l.Data[1:]); err != nil {
+	err := h(tx, payload)
+	if rid != nil {
+		rememberRequest(tx, rid, l.Index, err)
+	}
+	if err != nil {
 		return err
 	}
 	return nil
+}
+
+func seenRequest(tx *Tx, rid []byte) (error, bool) {
+	v, ok, err := tx.Get(append([]byte{PrefixMeta, tblRequest}, rid...))
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: read request id: %v", err))
+	}
+	if !ok {
+		return nil, false
+	}
+	if len(v) <= 8 {
+		return nil, true
+	}
+	ce := &CommandError{}
+	Decode(v[8:], ce)
+	return ce, true
+}
+
+func rememberRequest(tx *Tx, rid []byte, index uint64, outcome error) {
+	v := binary.BigEndian.AppendUint64(nil, index)
+	var ce *CommandError
+	if errors.As(outcome, &ce) {
+		b, _ := json.Marshal(ce)
+		v = append(v, b...)
+	}
+	if err := tx.Set(append([]byte{PrefixMeta, tblRequest}, rid...), v); err != nil {
+		panic(err)
+	}
+	k := binary.BigEndian.AppendUint64([]byte{PrefixMeta, tblRequestIndex}, index)
+	if err := tx.Set(append(k, rid...), nil); err != nil {
+		panic(err)
+	}
+}
+
+// forgetRequests drops request ids older than the window. It runs at fixed
+// indexes, so every replica forgets the same ids at the same point.
+func forgetRequests(tx *Tx, index uint64) {
+	if index%1024 != 0 || index <= requestWindow {
+		return
+	}
+	lower := []byte{PrefixMeta, tblRequestIndex}
+	upper := binary.BigEndian.AppendUint64([]byte{PrefixMeta, tblRequestIndex}, index-requestWindow)
+	var old [][]byte
+	_ = tx.Iter(lower, upper, func(k, _ []byte) bool {
+		old = append(old, append([]byte(nil), k...))
+		return true
+	})
+	for _, k := range old {
+		rid := k[2+8:]
+		if tx.Delete(append([]byte{PrefixMeta, tblRequest}, rid...)) != nil || tx.Delete(k) != nil {
+			panic("raftstore: forget request ids")
+		}
+	}
 }
 
 // Snapshot captures the state at the current applied index. It first syncs

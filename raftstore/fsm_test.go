@@ -170,3 +170,36 @@ func TestFSMRestoreRejectsTruncatedSnapshot(t *testing.T) {
 		t.Fatal("truncated snapshot restored without error")
 	}
 }
+
+// TestRetriedCommandAppliesOnce: the same entry proposed twice (a retry
+// after a lost answer) applies once and answers the same both times.
+func TestRetriedCommandAppliesOnce(t *testing.T) {
+	f := openTestFSM(t, vfs.NewMem())
+	defer f.Close()
+	count := 0
+	f.Register(2, func(tx *Tx, p []byte) error {
+		count++
+		if count > 1 {
+			return Errorf(CodeConflict, "already exists")
+		}
+		return nil
+	})
+	cmd, _ := Encode(2, kv{"a", "1"})
+	if r := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: cmd}); r != nil {
+		t.Fatalf("first: %v", r)
+	}
+	if r := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: cmd}); r != nil || count != 1 {
+		t.Fatalf("retry applied again: %v (count %d)", r, count)
+	}
+	bad, _ := Encode(cmdPut, kv{"", "x"})
+	r1 := f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: bad})
+	r2 := f.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: bad})
+	if !IsCode(r1.(error), CodeInvalid) || !IsCode(r2.(error), CodeInvalid) {
+		t.Fatalf("business error not replayed: %v %v", r1, r2)
+	}
+	// Another proposal of the same content is a new command.
+	cmd2, _ := Encode(2, kv{"a", "1"})
+	if r := f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: cmd2}); r == nil {
+		t.Fatal("a new proposal was taken for a retry")
+	}
+}
