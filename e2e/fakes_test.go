@@ -246,8 +246,8 @@ func (m *fakeMTA) transactions() []transaction {
 	return out
 }
 
-// with returns the transactions whose body (or, before DATA, any
-// transaction when subject is "") carries the subject.
+// with returns the transactions whose body carries the subject; "" gives
+// every transaction, those that never got to DATA too.
 func (m *fakeMTA) with(subject string) []transaction {
 	var out []transaction
 	for _, tx := range m.transactions() {

@@ -14,6 +14,7 @@ import (
 	"clustermail/mailstore"
 	"clustermail/outbound"
 	"clustermail/queue"
+	"clustermail/raftstore"
 )
 
 // Run runs this node's delivery worker and body sweeper until ctx ends.
@@ -95,19 +96,28 @@ func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 	if err != nil || !ok {
 		return 0
 	}
-	now := time.Now()
-	var local []int
-	remote := map[string][]int{} // domain -> recipient indexes
-	for i, rc := range e.Recipients {
-		if rc.Node != self || rc.Final() || now.Before(rc.NextAttempt) {
-			continue
+	local, remote := due(e, self, time.Now())
+	if len(remote) > 0 {
+		// A message handed to a remote server cannot be taken back, so the
+		// assignment read from this replica must not be stale: after a
+		// restart the replica still says what it said before the crash,
+		// and the leader may have given these recipients to another node
+		// meanwhile (and that node delivered them). An empty report goes
+		// through the leader, and the proposing node waits until it has
+		// applied it, so the entry read again afterwards is as recent as
+		// the leader's was then. Mailbox deliveries need no such check:
+		// they are idempotent.
+		if err := r.queue.Report(ctx, id, self, nil); err != nil {
+			if raftstore.IsCode(err, raftstore.CodeNotFound) {
+				return 0 // delivered or removed elsewhere
+			}
+			lg.Warn("delivery postponed: cannot confirm the assignment with the leader", "err", err)
+			return 5 * time.Second
 		}
-		if rc.Remote {
-			d := domainOf(rc.Addr)
-			remote[d] = append(remote[d], i)
-		} else {
-			local = append(local, i)
+		if e, ok, err = r.queue.Get(id); err != nil || !ok {
+			return 0
 		}
+		local, remote = due(e, self, time.Now())
 	}
 	if len(local) == 0 && len(remote) == 0 {
 		return 0
@@ -133,6 +143,24 @@ func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 		}
 	}
 	return r.report(ctx, lg, e, out, body)
+}
+
+// due returns the recipients of e that node should try now: mailbox
+// recipients by index, remote ones by domain.
+func due(e queue.Entry, node string, now time.Time) (local []int, remote map[string][]int) {
+	remote = map[string][]int{}
+	for i, rc := range e.Recipients {
+		if rc.Node != node || rc.Final() || now.Before(rc.NextAttempt) {
+			continue
+		}
+		if rc.Remote {
+			d := domainOf(rc.Addr)
+			remote[d] = append(remote[d], i)
+		} else {
+			local = append(local, i)
+		}
+	}
+	return local, remote
 }
 
 // attempt is one recipient's outcome before it is reported.
