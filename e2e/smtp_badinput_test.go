@@ -102,17 +102,37 @@ func (m *mx) metricErr(series string) (float64, error) {
 	if resp.StatusCode != 200 {
 		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
+	// A series without labels stands for the sum over all its labels
+	// (listeners, queue states).
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
+	sum, found := 0.0, false
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, series)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
 		}
+		if rest[0] == '{' {
+			i := strings.IndexByte(rest, '}')
+			if i < 0 {
+				continue
+			}
+			rest = rest[i+1:]
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, err
+		}
+		sum, found = sum+v, true
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("metric %s not exposed", series)
+	if !found {
+		return 0, fmt.Errorf("metric %s not exposed", series)
+	}
+	return sum, nil
 }
 
 // settle ends a case: once the node has finished every session of the

@@ -73,6 +73,11 @@ func New(cfg Config, router Router, auth Authenticator, log *slog.Logger, m *Met
 		return nil, fmt.Errorf("smtp %s: implicit TLS needs a certificate (--tls-cert, --tls-key)", cfg.Name)
 	}
 	s := &Server{cfg: cfg, router: router, auth: auth, authLimit: throttle.New(), log: log.With("listener", cfg.Name), m: m}
+	// Expose every series of this listener from the start, at zero.
+	m.sessions.WithLabelValues(cfg.Name)
+	m.active.WithLabelValues(cfg.Name)
+	m.refused.WithLabelValues(cfg.Name)
+	m.authFailures.WithLabelValues(cfg.Name)
 	srv := smtp.NewServer(backend{s})
 	srv.Addr = cfg.Addr
 	srv.Domain = cfg.Hostname
