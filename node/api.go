@@ -35,6 +35,8 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("POST /v1/cluster/leave", n.handleLeave)
 	mux.HandleFunc("POST /v1/cluster/remove-peer", n.onLeader(n.handleRemovePeer))
 	mux.HandleFunc("POST /v1/cluster/transfer-leader", n.onLeader(n.handleTransferLeader))
+	mux.HandleFunc("GET /v1/cluster/snapshot", n.onLeader(n.handleSnapshotSave))
+	mux.HandleFunc("POST /v1/cluster/snapshot/restore", n.onLeader(n.handleSnapshotRestore))
 
 	mux.HandleFunc("GET /v1/domains", n.handleDomains)
 	mux.HandleFunc("POST /v1/domains", n.handleAddDomain)
@@ -50,6 +52,8 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/mailboxes/{address}/messages", n.onOwner(n.handleMessages))
 	mux.HandleFunc("GET /v1/mailboxes/{address}/messages/{uid}", n.onOwner(n.handleRawMessage))
 	mux.HandleFunc("GET /v1/mailboxes/{address}/stats", n.onOwner(n.handleMailboxStats))
+	mux.HandleFunc("GET /v1/mailboxes/{address}/export", n.onOwner(n.handleMailboxExport))
+	mux.HandleFunc("POST /v1/mailboxes/{address}/import", n.onOwner(n.handleMailboxImport))
 	n.registerQueueAPI(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))

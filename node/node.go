@@ -61,20 +61,24 @@ type Node struct {
 	hup   chan os.Signal
 	rpc   *http.Client
 
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
-	stopped  chan struct{}
-	leaveReq chan struct{}
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	stopOnce     sync.Once
+	storesClosed sync.Once
+	stopped      chan struct{}
+	leaveReq     chan struct{}
+	restoring    sync.Mutex // one snapshot restore at a time
 }
 
 // Start opens the node's stores and starts every part. The node runs until
 // Stop or Leave.
-func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
+func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rpc: peer.NewHTTPClient(),
+	// Not the named result: every failure returns nil, and the deferred
+	// clean-up below still needs the node.
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rpc: peer.NewHTTPClient(),
 		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1), hup: make(chan os.Signal, 1)}
 	defer func() {
 		if err != nil {
@@ -95,6 +99,7 @@ func Start(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.queue = queue.New(n.fsm, nil)
 	directory.Register(n.fsm)
 	n.queue.Register(n.fsm)
+	registerBackupCommands(n.fsm, log)
 
 	if n.peerLn, err = peer.Listen(cfg.RaftAddr, log); err != nil {
 		return nil, err
@@ -204,14 +209,18 @@ func (n *Node) openStores() error {
 	return nil
 }
 
+// closeStores closes the stores once: a failed Start calls it after abort
+// has, and Pebble panics on a second Close.
 func (n *Node) closeStores() {
-	for _, c := range []interface{ Close() error }{n.mail, n.sp, n.fsm, n.logs} {
-		if c != nil && !isNil(c) {
-			if err := c.Close(); err != nil {
-				n.log.Warn("close store", "err", err)
+	n.storesClosed.Do(func() {
+		for _, c := range []interface{ Close() error }{n.mail, n.sp, n.fsm, n.logs} {
+			if c != nil && !isNil(c) {
+				if err := c.Close(); err != nil {
+					n.log.Warn("close store", "err", err)
+				}
 			}
 		}
-	}
+	})
 }
 
 func isNil(c interface{ Close() error }) bool {

@@ -38,21 +38,34 @@ func (n *Node) stop(leave bool) {
 		// (their messages are either queued or refused with a 4xx).
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		for _, s := range append([]*smtpd.Server{n.smtp}, n.subs...) {
-			if s != nil {
-				_ = s.Shutdown(ctx)
-			}
-		}
-		for _, s := range n.readers {
-			_ = s.Shutdown(ctx)
-		}
+		n.stopListeners(ctx)
 		n.abort2(leave)
 		n.log.Info("node stopped")
 	})
 }
 
-// abort stops whatever Start got running, without leaving.
-func (n *Node) abort() { n.abort2(false) }
+// stopListeners shuts the mail listeners down (SMTP, submission, IMAP,
+// POP3), giving their sessions until ctx ends.
+func (n *Node) stopListeners(ctx context.Context) {
+	for _, s := range append([]*smtpd.Server{n.smtp}, n.subs...) {
+		if s != nil {
+			_ = s.Shutdown(ctx)
+		}
+	}
+	for _, s := range n.readers {
+		_ = s.Shutdown(ctx)
+	}
+}
+
+// abort stops whatever Start got running, without leaving. The mail
+// listeners started before the failing step must be shut down too, or
+// abort2 would wait for their Serve forever.
+func (n *Node) abort() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.stopListeners(ctx)
+	n.abort2(false)
+}
 
 func (n *Node) abort2(leave bool) {
 	if n.cancel != nil {

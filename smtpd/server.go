@@ -124,6 +124,12 @@ func (s *Server) Serve() error {
 // then closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	// go-smtp closes only the listeners its Serve has registered: when
+	// Serve has not started yet (a node failing right after startSMTP),
+	// ours would stay open and Serve would accept forever.
+	if s.ln != nil {
+		s.ln.Close()
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return s.srv.Close()
 	}

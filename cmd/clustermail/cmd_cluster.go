@@ -13,7 +13,7 @@ import (
 // newClusterCmd returns "clustermail cluster": membership and Raft state.
 func newClusterCmd() *cobra.Command {
 	opts := &apiOptions{}
-	cmd := newGroupCmd("cluster", "Inspect and change cluster membership and Raft leadership", opts)
+	cmd := newGroupCmd("cluster", "Inspect and change cluster membership and Raft leadership; save and restore its state", opts)
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:     "members",
@@ -56,6 +56,7 @@ func newClusterCmd() *cobra.Command {
 			Args: usageArgs(cobra.MaximumNArgs(1)),
 			RunE: opts.runE(opts.clusterTransferLeader),
 		},
+		newSnapshotCmd(opts),
 	)
 	return cmd
 }

@@ -10,11 +10,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// newMailboxCmd returns "clustermail mailbox": read-only access to an
-// account's INBOX, for support and debugging.
+// newMailboxCmd returns "clustermail mailbox": access to an account's
+// INBOX for support and debugging, and export and import of its folders.
 func newMailboxCmd() *cobra.Command {
 	opts := &apiOptions{}
-	cmd := newGroupCmd("mailbox", "Look into an account's mailboxes", opts)
+	cmd := newGroupCmd("mailbox", "Look into an account's mailboxes, export and import them", opts)
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:     "list ADDRESS",
@@ -41,6 +41,7 @@ func newMailboxCmd() *cobra.Command {
 			RunE:    opts.runE(opts.mailboxStats),
 		},
 	)
+	cmd.AddCommand(newMailboxIOCmds(opts)...)
 	return cmd
 }
 
