@@ -83,15 +83,32 @@ type testCluster struct {
 	nodes []*node
 }
 
-// newCluster starts n nodes that bootstrap together.
+// newCluster starts n nodes that bootstrap together. freePorts cannot
+// hold its ports until the nodes bind them, so under parallel tests another
+// process may take one first: the cluster then starts again on new ports.
 func newCluster(t *testing.T, n int, extra ...string) *testCluster {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, lost := startCluster(t, n, extra)
+		if !lost {
+			return c
+		}
+		if attempt == 3 {
+			t.Fatal("three cluster starts lost a port to another process")
+		}
+		t.Logf("a node lost a port to another process; starting the cluster again on new ports")
+	}
+}
+
+func startCluster(t *testing.T, n int, extra []string) (*testCluster, bool) {
 	t.Helper()
 	ports := freePorts(t, 4*n)
 	c := &testCluster{t: t}
 	var gossip []string
+	base := t.TempDir()
 	for i := 0; i < n; i++ {
 		p := ports[4*i : 4*i+4]
-		nd := &node{t: t, name: "n" + strconv.Itoa(i+1), dir: filepath.Join(t.TempDir(), "n"+strconv.Itoa(i+1)),
+		nd := &node{t: t, name: "n" + strconv.Itoa(i+1), dir: filepath.Join(base, "n"+strconv.Itoa(i+1)),
 			gossip: addr(p[0]), raft: addr(p[1]), api: addr(p[2]), smtp: addr(p[3]), expect: n, extra: extra}
 		c.nodes = append(c.nodes, nd)
 		gossip = append(gossip, nd.gossip)
@@ -99,6 +116,14 @@ func newCluster(t *testing.T, n int, extra ...string) *testCluster {
 	for _, nd := range c.nodes {
 		nd.join = gossip
 		nd.start()
+	}
+	for _, nd := range c.nodes {
+		if nd.portLost(10 * time.Second) {
+			for _, x := range c.nodes {
+				x.kill()
+			}
+			return nil, true
+		}
 	}
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
@@ -113,7 +138,32 @@ func newCluster(t *testing.T, n int, extra ...string) *testCluster {
 	for _, nd := range c.nodes {
 		nd.waitReady(60 * time.Second)
 	}
-	return c
+	return c, false
+}
+
+// portLost reports whether the node exited, within d, because an address
+// was in use; a node still running (or ready) returns false at once.
+func (n *node) portLost(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		n.mu.Lock()
+		done := n.done
+		n.mu.Unlock()
+		select {
+		case <-done:
+			b, _ := os.ReadFile(n.dir + ".log")
+			return strings.Contains(string(b), "address already in use")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := n.client().Ready(ctx)
+		cancel()
+		if err == nil {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 // subAddr in an extra flag stands for the node's own submission address
