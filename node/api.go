@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/health/live", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "alive"}) })
 	mux.HandleFunc("GET /v1/health/ready", n.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	// Profiles under load, for performance work (go tool pprof URL).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	mux.HandleFunc("GET /v1/cluster/members", n.handleMembers)
 	mux.HandleFunc("GET /v1/cluster/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, n.status()) })
