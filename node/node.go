@@ -97,6 +97,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	// Handlers are registered before Raft starts: it may apply entries at once.
 	n.queue = queue.New(n.fsm, nil)
+	n.queue.SetLocal(cfg.Name)
 	directory.Register(n.fsm)
 	n.queue.Register(n.fsm)
 	registerBackupCommands(n.fsm, log)

@@ -194,13 +194,24 @@ func (q *Queue) write(tx *raftstore.Tx, e Entry, before []Recipient) {
 	for n := range pendingNodes(before) {
 		must(tx.Delete(workKey(n, e.ID)))
 	}
+	local := false
 	for n := range pendingNodes(e.Recipients) {
 		must(tx.Set(workKey(n, e.ID), nil))
+		local = local || n == q.local
 	}
 	b, err := json.Marshal(e)
 	must(err)
 	must(tx.Set(entryKey(e.ID), b))
-	tx.AfterCommit(q.notify)
+	id := e.ID
+	tx.AfterCommit(func() {
+		if local {
+			select {
+			case q.work <- id:
+			default:
+			}
+		}
+		q.notify()
+	})
 }
 
 func (q *Queue) remove(tx *raftstore.Tx, e Entry, before []Recipient) {

@@ -88,12 +88,25 @@ type Queue struct {
 	mu      sync.Mutex
 	changed chan struct{}
 	removed chan string
+
+	local string      // this node's name: its new work is handed over directly
+	work  chan string // ids with pending recipients for local, lossy
 }
 
 // New returns the queue over the replicated state.
 func New(state raftstore.Reader, apply Applier) *Queue {
-	return &Queue{state: state, apply: apply, changed: make(chan struct{}), removed: make(chan string, 4096)}
+	return &Queue{state: state, apply: apply, changed: make(chan struct{}), removed: make(chan string, 4096),
+		work: make(chan string, 8192)}
 }
+
+// SetLocal names this node, whose newly pending work Work announces. Call
+// before Raft starts.
+func (q *Queue) SetLocal(node string) { q.local = node }
+
+// Work announces ids of entries that just got (or kept) pending recipients
+// assigned to the local node, so its worker needs no scan of the queue per
+// change. Lossy by design: the worker also rescans periodically.
+func (q *Queue) Work() <-chan string { return q.work }
 
 // SetApplier sets the write path once consensus is up: the queue's
 // handlers must be registered before Raft starts, which needs the queue.

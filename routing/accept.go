@@ -22,7 +22,9 @@ var ErrTemporary = errors.New("temporary failure")
 // returns an error wrapping ErrTemporary.
 func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, body []byte) error {
 	lg := r.log.With("queue_id", id)
+	t0 := time.Now()
 	holders, err := r.replicate(ctx, id, targets, body)
+	r.m.stage.WithLabelValues("body").Observe(time.Since(t0).Seconds())
 	if err != nil {
 		r.m.acceptErrs.WithLabelValues("body").Inc()
 		lg.Warn("message not accepted: body not stored on enough nodes", "err", err)
@@ -32,7 +34,10 @@ func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, 
 	for _, t := range targets {
 		e.Recipients = append(e.Recipients, queue.Recipient{Addr: t.Addr, Orig: t.Orig, Node: t.Node, Remote: t.Remote, State: queue.StatePending})
 	}
-	if err := r.queue.Add(ctx, e); err != nil {
+	t1 := time.Now()
+	err = r.queue.Add(ctx, e)
+	r.m.stage.WithLabelValues("queue").Observe(time.Since(t1).Seconds())
+	if err != nil {
 		r.m.acceptErrs.WithLabelValues("queue").Inc()
 		lg.Warn("message not accepted: queue entry not committed", "err", err)
 		return fmt.Errorf("%w: %v", ErrTemporary, err)

@@ -26,8 +26,9 @@ func (r *Router) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// deliverLoop delivers the recipients assigned to this node. It wakes on
-// every queue change and at least every second for retries.
+// deliverLoop delivers the recipients assigned to this node: new work as
+// the queue announces it, and everything assigned in a full scan every
+// second (retries coming due, announcements lost).
 func (r *Router) deliverLoop(ctx context.Context) {
 	self := r.members.Name()
 	sem := make(chan struct{}, r.cfg.Workers)
@@ -36,51 +37,65 @@ func (r *Router) deliverLoop(ctx context.Context) {
 	retryAt := map[string]time.Time{} // entries whose body could not be fetched
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		r.m.loops.WithLabelValues("deliver").Inc()
-		changed := r.queue.Changed()
-		ids, err := r.queue.Assigned(self)
-		if err != nil {
-			r.log.Error("delivery: list assigned entries", "err", err)
+	start := func(id string) bool {
+		mu.Lock()
+		skip := busy[id] || time.Now().Before(retryAt[id])
+		if !skip {
+			busy[id] = true
 		}
-		now := time.Now()
-		for _, id := range ids {
+		mu.Unlock()
+		if skip {
+			return true
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
 			mu.Lock()
-			skip := busy[id] || now.Before(retryAt[id])
-			if !skip {
-				busy[id] = true
+			delete(busy, id)
+			mu.Unlock()
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			wait := r.deliverEntry(ctx, id)
+			mu.Lock()
+			delete(busy, id)
+			if wait > 0 {
+				retryAt[id] = time.Now().Add(wait)
+			} else {
+				delete(retryAt, id)
 			}
 			mu.Unlock()
-			if skip {
-				continue
+		}()
+		return true
+	}
+	scan := time.NewTicker(time.Second)
+	defer scan.Stop()
+	for rescan := true; ; {
+		if rescan {
+			r.m.loops.WithLabelValues("deliver").Inc()
+			ids, err := r.queue.Assigned(self)
+			if err != nil {
+				r.log.Error("delivery: list assigned entries", "err", err)
 			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			wg.Add(1)
-			go func(id string) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				wait := r.deliverEntry(ctx, id)
-				mu.Lock()
-				delete(busy, id)
-				if wait > 0 {
-					retryAt[id] = time.Now().Add(wait)
-				} else {
-					delete(retryAt, id)
+			for _, id := range ids {
+				if !start(id) {
+					return
 				}
-				mu.Unlock()
-			}(id)
+			}
+			rescan = false
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
-		case <-tick.C:
+		case id := <-r.queue.Work():
+			if !start(id) {
+				return
+			}
+		case <-scan.C:
+			rescan = true
 		}
 	}
 }

@@ -92,6 +92,7 @@ func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queu
 }
 
 type metrics struct {
+	stage      *prometheus.HistogramVec
 	attempts   *prometheus.CounterVec
 	accepted   prometheus.Counter
 	acceptErrs *prometheus.CounterVec
@@ -102,6 +103,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) metrics {
 	m := metrics{
+		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "clustermail_accept_stage_seconds",
+			Help:    "Time spent accepting a message after its data was read, by stage: body (stored on the holders), queue (entry committed through Raft).",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5}}, []string{"stage"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_delivery_attempts_total",
 			Help: "Delivery attempts per recipient, by kind (local, remote) and reply class."}, []string{"kind", "class"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "clustermail_messages_accepted_total",
@@ -115,6 +119,6 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		bodyPuts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clustermail_body_replicas_total",
 			Help: "Body copies stored on holder nodes, by result."}, []string{"result"}),
 	}
-	reg.MustRegister(m.attempts, m.accepted, m.acceptErrs, m.deliveries, m.loops, m.bodyPuts)
+	reg.MustRegister(m.stage, m.attempts, m.accepted, m.acceptErrs, m.deliveries, m.loops, m.bodyPuts)
 	return m
 }
