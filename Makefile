@@ -87,3 +87,9 @@ compose-up: image compose-tls
 # Stop the cluster and delete its volumes (all mail in it).
 compose-down:
 	$(COMPOSE) down -v
+
+# Fault-injection suite against the docker-compose cluster (faults/README.md).
+# Needs Docker and docker-compose; builds the image itself; about 7 minutes.
+.PHONY: test-faults
+test-faults:
+	CLUSTERMAIL_FAULTS=1 $(GO) test -count=1 -v -timeout 20m ./faults/

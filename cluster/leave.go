@@ -118,7 +118,14 @@ func (c *Cluster) Ready(applied uint64) string {
 	case c.LeaderAddr() == "":
 		return "no leader known"
 	}
-	if commit := c.Status().CommitIndex; applied+16 < commit {
+	// A restarted follower knows no commit index until the leader's first
+	// append: until then its state may be behind what it acknowledged
+	// before the crash.
+	commit := c.Status().CommitIndex
+	switch {
+	case commit == 0:
+		return "commit index not known yet"
+	case applied+16 < commit:
 		return "catching up"
 	}
 	return ""

@@ -112,7 +112,8 @@ func (d *Directory) Domain(name string) (Domain, bool, error) {
 	return getJSON[Domain](d.state, key(tblDomain, strings.ToLower(name)))
 }
 
-// IsHosted reports whether the cluster receives mail for domain.
+// IsHosted reports whether the cluster receives mail for domain. A read
+// error is not an answer: callers that must not guess use Domain.
 func (d *Directory) IsHosted(domain string) bool {
 	_, ok, err := d.Domain(domain)
 	return ok && err == nil

@@ -17,7 +17,9 @@ type Resolution struct {
 // an unknown user of a hosted domain to Hosted=true with no accounts.
 func (d *Directory) Resolve(address string) (Resolution, error) {
 	addr := Normalize(address)
-	if !d.IsHosted(DomainOf(addr)) {
+	if _, hosted, err := d.Domain(DomainOf(addr)); err != nil {
+		return Resolution{}, err
+	} else if !hosted {
 		return Resolution{}, nil
 	}
 	res := Resolution{Hosted: true}
@@ -36,9 +38,15 @@ func (d *Directory) expand(addr string, depth int, seen map[string]bool, res *Re
 	if depth > maxAliasDepth {
 		return fmt.Errorf("alias chain from %s is deeper than %d", addr, maxAliasDepth)
 	}
-	if depth > 0 && !d.IsHosted(DomainOf(addr)) {
-		res.Remote = append(res.Remote, addr)
-		return nil
+	if depth > 0 {
+		_, hosted, err := d.Domain(DomainOf(addr))
+		if err != nil {
+			return err
+		}
+		if !hosted {
+			res.Remote = append(res.Remote, addr)
+			return nil
+		}
 	}
 	acc, ok, err := d.Account(addr)
 	if err != nil {

@@ -44,6 +44,7 @@ type Config struct {
 	ReassignAfter time.Duration
 
 	MaxMessageBytes int64
+	MinFreeSpace    int64
 	MaxRecipients   int
 	MaxLineLength   int
 	SMTPTimeout     time.Duration

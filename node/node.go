@@ -138,7 +138,8 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	n.router = routing.New(routing.Config{Workers: cfg.DeliveryWorkers, Hostname: cfg.Hostname, RetrySchedule: schedule,
-		DelayWarning: cfg.DelayWarning, QueueLifetime: cfg.QueueLifetime, ReassignAfter: cfg.ReassignAfter},
+		DelayWarning: cfg.DelayWarning, QueueLifetime: cfg.QueueLifetime, ReassignAfter: cfg.ReassignAfter,
+		DataDir: cfg.DataDir, MinFreeSpace: cfg.MinFreeSpace},
 		n.cluster, n.dir, n.queue, n.sp, n.mail, sender, n.fsm.AppliedIndex, n.rpc, log, n.reg)
 	n.cluster.OnLeader(n.router.Reassigner)
 	n.registerMetrics()

@@ -11,11 +11,19 @@ import (
 // receiver serves it locally instead of forwarding again.
 const ForwardedHeader = "X-Clustermail-Forwarded"
 
+// dialTimeout bounds connecting to another node's cluster port.
+const dialTimeout = 3 * time.Second
+
 // NewHTTPClient returns an HTTP client whose connections go to the cluster
 // port of the node named in the URL's host (http://host:port/...).
 func NewHTTPClient() *http.Client {
 	tr := &http.Transport{
+		// A node cut off the network does not refuse connections, it just
+		// never answers: give up on a dial quickly so the caller can try
+		// another holder, or answer 451, in seconds rather than minutes.
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
 			return Dial(ctx, addr, KindRPC)
 		},
 		MaxIdleConnsPerHost: 64,

@@ -126,7 +126,8 @@ func (r *Router) replicate(ctx context.Context, id string, targets []Target, bod
 }
 
 func (r *Router) putRemote(ctx context.Context, addr, id string, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A holder that cannot take a body in 10 s is replaced by another.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "PUT", "http://"+addr+"/internal/spool/"+id, bytes.NewReader(body))
 	if err != nil {

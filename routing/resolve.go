@@ -30,6 +30,15 @@ func (r *Router) Resolve(rcpt string) ([]Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrLookupError, err)
 	}
+	negative := !res.Hosted || len(res.Accounts) == 0 && len(res.Remote) == 0
+	if negative {
+		// A replica that is not current (a node just restarted, or cut
+		// off) may not know a domain or account yet: a permanent refusal
+		// from it would bounce good mail, so it only says "later".
+		if why := r.members.Ready(r.applied()); why != "" {
+			return nil, fmt.Errorf("%w: this node's directory is not current (%s)", ErrLookupError, why)
+		}
+	}
 	if !res.Hosted {
 		return nil, ErrNotHosted
 	}

@@ -55,6 +55,8 @@ type Config struct {
 	DelayWarning  time.Duration // tell the sender once after this long
 	QueueLifetime time.Duration // then give up and bounce
 	ReassignAfter time.Duration // a dead node's remote recipients move to a live holder after this
+	DataDir       string        // checked for free space
+	MinFreeSpace  int64         // refuse mail below this many free bytes
 }
 
 // Router is one node's routing.
@@ -70,6 +72,7 @@ type Router struct {
 	rpc     *http.Client
 	log     *slog.Logger
 	m       metrics
+	room    room
 }
 
 // New wires a router.
@@ -88,7 +91,7 @@ func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queu
 		cfg.ReassignAfter = time.Minute
 	}
 	return &Router{cfg: cfg, members: members, dir: dir, queue: q, spool: sp, mail: mail, sender: sender, applied: applied,
-		rpc: rpc, log: log, m: newMetrics(reg)}
+		rpc: rpc, log: log, m: newMetrics(reg), room: room{dir: cfg.DataDir, minFree: cfg.MinFreeSpace}}
 }
 
 type metrics struct {

@@ -62,6 +62,10 @@ func (r *Router) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /internal/spool/{id}", func(w http.ResponseWriter, req *http.Request) {
 		id := req.PathValue("id")
+		if err := r.Room(req.ContentLength); err != nil {
+			http.Error(w, err.Error(), http.StatusInsufficientStorage)
+			return
+		}
 		body, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 		if err != nil || len(body) > maxBody {
 			http.Error(w, "bad body", http.StatusBadRequest)

@@ -49,6 +49,9 @@ type Config struct {
 type Router interface {
 	Resolve(rcpt string) ([]routing.Target, error)
 	ResolveAny(rcpt string) ([]routing.Target, error)
+	// Room reports whether the node has disk space for a message of about
+	// size bytes (0: unknown).
+	Room(size int64) error
 	Accept(ctx context.Context, id, from string, targets []routing.Target, body []byte) error
 }
 

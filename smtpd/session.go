@@ -43,7 +43,15 @@ func (s *session) Reset() {
 
 func (s *session) Logout() error { return nil }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	var size int64
+	if opts != nil {
+		size = opts.Size
+	}
+	if err := s.s.router.Room(size); err != nil {
+		s.s.log.Warn("mail refused: disk nearly full", "remote", s.remote, "err", err)
+		return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+	}
 	if s.hasFrom {
 		// go-smtp would keep the recipients it counted while Reset drops
 		// ours: refuse, as RFC 5321 4.1.4 allows (RSET first).

@@ -18,6 +18,9 @@ import (
 // serverFlags binds `clustermail server`'s flags to a node.Config.
 func serverFlags(fs *pflag.FlagSet, c *node.Config) {
 	host, _ := os.Hostname()
+	// Defaults of the size flags, set before the flags so help shows them.
+	c.MaxMessageBytes = 25 << 20
+	c.MinFreeSpace = 100 << 20
 	fs.StringVar(&c.Name, "name", host, "node name, unique in the cluster")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/clustermail", "where this node keeps its data")
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip (memberlist) address, bound and advertised")
@@ -44,6 +47,7 @@ func serverFlags(fs *pflag.FlagSet, c *node.Config) {
 	fs.DurationVar(&c.ReassignAfter, "reassign-after", time.Minute, "a dead node's outbound queue moves to a live node after this long")
 	fs.DurationVar(&c.DeadServerGrace, "dead-server-grace", 24*time.Hour, "how long a dead node stays a voter before the leader removes it (never below quorum)")
 	fs.Var(sizeFlag{&c.MaxMessageBytes}, "max-message-size", "largest message accepted (e.g. 25M)")
+	fs.Var(sizeFlag{&c.MinFreeSpace}, "min-free-space", "refuse mail (452 4.3.1) when the data dir's disk has less free space than this, plus 1.5 times the announced message size")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
 	fs.IntVar(&c.MaxLineLength, "max-line-length", 1000, "longest command or message line, CRLF included (RFC 5321: 1000)")
 	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 5*time.Minute, "idle time allowed for one SMTP command or data line")
@@ -54,7 +58,7 @@ func serverFlags(fs *pflag.FlagSet, c *node.Config) {
 	fs.DurationVar(&c.RaftSnapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often Raft checks whether a snapshot is due")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	c.MaxMessageBytes = 25 << 20
+
 }
 
 type sizeFlag struct{ p *int64 }
