@@ -25,38 +25,77 @@ func (s *Store) Deliver(account, key string, internalDate time.Time, body []byte
 // is a duplicate, never over quota, and concurrent deliveries cannot
 // overshoot together.
 func (s *Store) DeliverWithin(account, key string, internalDate time.Time, body []byte, quota int64) (uid uint32, duplicate bool, err error) {
+	res, err := s.DeliverMany(account, []Delivery{{Key: key, Date: internalDate, Body: body, Quota: quota}})
+	if err != nil {
+		return 0, false, err
+	}
+	return res[0].UID, res[0].Duplicate, res[0].Err
+}
+
+// Delivery is one message for DeliverMany.
+type Delivery struct {
+	Key   string    // idempotency key (queue id + "/" + recipient)
+	Date  time.Time // internal date
+	Body  []byte
+	Quota int64 // bytes the account may use, 0: no limit
+}
+
+// DeliveryResult is the outcome of one Delivery.
+type DeliveryResult struct {
+	UID       uint32
+	Duplicate bool
+	Err       error // per message: ErrOverQuota, ErrBadArgument
+}
+
+// DeliverMany delivers several messages to one account's INBOX in one
+// transaction, so they share one synced commit: deliveries to a busy
+// mailbox are grouped instead of waiting for each other's fsync. Each
+// message is checked (idempotency, quota) as DeliverWithin does, in order;
+// a message refused on its own does not stop the others. The error is for
+// the whole batch (nothing stored).
+func (s *Store) DeliverMany(account string, ds []Delivery) ([]DeliveryResult, error) {
 	a, err := normalizeAccount(account)
 	if err != nil {
-		return 0, false, fmt.Errorf("mailstore: deliver: %w", err)
+		return nil, fmt.Errorf("mailstore: deliver: %w", err)
 	}
-	if key == "" || len(key) > maxKeyLen {
-		return 0, false, fmt.Errorf("mailstore: deliver to %s: %w: key of %d bytes", a, ErrBadArgument, len(key))
-	}
+	res := make([]DeliveryResult, len(ds))
 	err = s.update(a, func(t *tx) error {
-		var d dedupRecord
-		err := get(t.batch, dedupKey(a, key), d.decode)
-		if err == nil {
-			uid, duplicate = d.UID, true
-			return nil
+		for i, d := range ds {
+			r := &res[i]
+			*r = DeliveryResult{}
+			if d.Key == "" || len(d.Key) > maxKeyLen {
+				r.Err = fmt.Errorf("mailstore: deliver to %s: %w: key of %d bytes", a, ErrBadArgument, len(d.Key))
+				continue
+			}
+			var rec dedupRecord
+			err := get(t.batch, dedupKey(a, d.Key), rec.decode)
+			if err == nil {
+				r.UID, r.Duplicate = rec.UID, true
+				continue
+			}
+			if !errors.Is(err, pebble.ErrNotFound) {
+				return fmt.Errorf("read dedup record: %w", err)
+			}
+			if d.Quota > 0 && t.acct.Bytes+int64(len(d.Body)) > d.Quota {
+				r.Err = fmt.Errorf("mailstore: deliver to %s: %w: %d of %d bytes used, message of %d", a, ErrOverQuota, t.acct.Bytes, d.Quota, len(d.Body))
+				continue
+			}
+			id, box, err := t.inbox()
+			if err != nil {
+				return err
+			}
+			if r.UID, err = t.appendNew(id, box, nil, d.Date, d.Body); err != nil {
+				return err
+			}
+			rec = dedupRecord{UID: r.UID, Created: t.s.now().Unix()}
+			if err := t.set(dedupKey(a, d.Key), rec.encode()); err != nil {
+				return err
+			}
 		}
-		if !errors.Is(err, pebble.ErrNotFound) {
-			return fmt.Errorf("read dedup record: %w", err)
-		}
-		if quota > 0 && t.acct.Bytes+int64(len(body)) > quota {
-			return fmt.Errorf("%w: %d of %d bytes used, message of %d", ErrOverQuota, t.acct.Bytes, quota, len(body))
-		}
-		id, box, err := t.inbox()
-		if err != nil {
-			return err
-		}
-		if uid, err = t.appendNew(id, box, nil, internalDate, body); err != nil {
-			return err
-		}
-		d = dedupRecord{UID: uid, Created: t.s.now().Unix()}
-		return t.set(dedupKey(a, key), d.encode())
+		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("mailstore: deliver to %s: %w", a, err)
+		return nil, fmt.Errorf("mailstore: deliver to %s: %w", a, err)
 	}
-	return uid, duplicate, nil
+	return res, nil
 }

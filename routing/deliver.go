@@ -198,7 +198,7 @@ func (r *Router) deliverLocal(lg *slog.Logger, e queue.Entry, i int, body []byte
 	if acc, ok, err := r.dir.Account(rc.Addr); err == nil && ok {
 		quota = acc.Quota
 	}
-	uid, dup, err := r.mail.DeliverWithin(rc.Addr, e.ID+"/"+rc.Addr, e.Created, body, quota)
+	uid, dup, err := r.batch.Deliver(rc.Addr, mailstore.Delivery{Key: e.ID + "/" + rc.Addr, Date: e.Created, Body: body, Quota: quota})
 	if errors.Is(err, mailstore.ErrOverQuota) {
 		lg.Info("delivery deferred: mailbox over quota", "rcpt", rc.Addr)
 		r.m.attempts.WithLabelValues("local", "4xx").Inc()

@@ -13,6 +13,7 @@ import (
 
 	"clustermail/cluster"
 	"clustermail/directory"
+	"clustermail/mailstore"
 	"clustermail/outbound"
 	"clustermail/queue"
 )
@@ -37,9 +38,10 @@ type Spool interface {
 
 // Mailboxes is this node's mailbox store.
 type Mailboxes interface {
-	// DeliverWithin stores idempotently by key, refusing a new message that
-	// would exceed quota bytes (0: none) with an error wrapping ErrOverQuota.
-	DeliverWithin(account, key string, internalDate time.Time, body []byte, quota int64) (uid uint32, duplicate bool, err error)
+	// DeliverMany stores messages for one account idempotently by key in one
+	// transaction, refusing each that would exceed its quota with an error
+	// wrapping mailstore.ErrOverQuota.
+	DeliverMany(account string, ds []mailstore.Delivery) ([]mailstore.DeliveryResult, error)
 }
 
 // Sender delivers a message to the recipients of one remote domain.
@@ -73,6 +75,7 @@ type Router struct {
 	log     *slog.Logger
 	m       metrics
 	room    room
+	batch   *batcher
 }
 
 // New wires a router.
@@ -91,7 +94,8 @@ func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queu
 		cfg.ReassignAfter = time.Minute
 	}
 	return &Router{cfg: cfg, members: members, dir: dir, queue: q, spool: sp, mail: mail, sender: sender, applied: applied,
-		rpc: rpc, log: log, m: newMetrics(reg), room: room{dir: cfg.DataDir, minFree: cfg.MinFreeSpace}}
+		rpc: rpc, log: log, m: newMetrics(reg), room: room{dir: cfg.DataDir, minFree: cfg.MinFreeSpace},
+		batch: newBatcher(mail.DeliverMany)}
 }
 
 type metrics struct {

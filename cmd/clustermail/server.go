@@ -52,7 +52,7 @@ func serverFlags(fs *pflag.FlagSet, c *node.Config) {
 	fs.IntVar(&c.MaxLineLength, "max-line-length", 1000, "longest command or message line, CRLF included (RFC 5321: 1000)")
 	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 5*time.Minute, "idle time allowed for one SMTP command or data line")
 	fs.IntVar(&c.MaxConnections, "max-connections", 1000, "concurrent inbound SMTP connections")
-	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", 8, "concurrent local deliveries on this node")
+	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", 32, "concurrent local deliveries on this node")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 8192, "Raft log entries between snapshots")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 10240, "Raft log entries kept after a snapshot, so a slightly behind node catches up without one")
 	fs.DurationVar(&c.RaftSnapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often Raft checks whether a snapshot is due")

@@ -1,0 +1,91 @@
+package routing
+
+import (
+	"sync"
+
+	"clustermail/mailstore"
+)
+
+// batcher groups mailbox deliveries by account. Deliveries to one account
+// are serialised by the store (one transaction, one fsync each); a delivery
+// that arrives while another for the same account is being committed waits
+// and joins the next commit with everything else that arrived meanwhile. A
+// busy mailbox then costs one fsync per batch, not per message.
+type batcher struct {
+	deliver func(account string, ds []mailstore.Delivery) ([]mailstore.DeliveryResult, error)
+
+	mu       sync.Mutex
+	accounts map[string]*accountBatch
+}
+
+type accountBatch struct {
+	pending []*deliveryJob
+}
+
+type deliveryJob struct {
+	d    mailstore.Delivery
+	done chan mailstore.DeliveryResult
+}
+
+// batch limits: a commit holds at most this many messages or bytes.
+const (
+	batchMessages = 256
+	batchBytes    = 32 << 20
+)
+
+func newBatcher(deliver func(string, []mailstore.Delivery) ([]mailstore.DeliveryResult, error)) *batcher {
+	return &batcher{deliver: deliver, accounts: map[string]*accountBatch{}}
+}
+
+// Deliver stores one message, possibly together with others for the same
+// account, and returns its own outcome.
+func (b *batcher) Deliver(account string, d mailstore.Delivery) (uint32, bool, error) {
+	j := &deliveryJob{d: d, done: make(chan mailstore.DeliveryResult, 1)}
+	b.mu.Lock()
+	q, running := b.accounts[account]
+	if !running {
+		q = &accountBatch{}
+		b.accounts[account] = q
+	}
+	q.pending = append(q.pending, j)
+	b.mu.Unlock()
+	if !running {
+		go b.run(account, q)
+	}
+	r := <-j.done
+	return r.UID, r.Duplicate, r.Err
+}
+
+// run commits the account's pending deliveries, batch after batch, until
+// none is left.
+func (b *batcher) run(account string, q *accountBatch) {
+	for {
+		b.mu.Lock()
+		if len(q.pending) == 0 {
+			delete(b.accounts, account)
+			b.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(q.pending) && n < batchMessages && (n == 0 || size+len(q.pending[n].d.Body) <= batchBytes) {
+			size += len(q.pending[n].d.Body)
+			n++
+		}
+		jobs := q.pending[:n:n]
+		q.pending = q.pending[n:]
+		b.mu.Unlock()
+
+		ds := make([]mailstore.Delivery, len(jobs))
+		for i, j := range jobs {
+			ds[i] = j.d
+		}
+		res, err := b.deliver(account, ds)
+		for i, j := range jobs {
+			if err != nil {
+				j.done <- mailstore.DeliveryResult{Err: err}
+			} else {
+				j.done <- res[i]
+			}
+		}
+	}
+}
