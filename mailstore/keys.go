@@ -2,31 +2,32 @@ package mailstore
 
 import "encoding/binary"
 
-// Key layout. Every key starts with a one-byte table prefix. Strings are
+// Key layout. Every key starts with a one-byte table prefix, 0x80-0x87,
+// so the store can share a node's database with other stores. Strings are
 // encoded as uvarint length + bytes (prefix-free, so an account's keys never
 // mix with another account's whose name shares a prefix); integers are
 // fixed-width big-endian, so numeric order is key order.
 //
-//	0x00 name                               meta: schema version, UIDVALIDITY floor
-//	0x01 account                            accountRecord (ids, usage)
-//	0x02 account name                       mailbox id (name index)
-//	0x03 account u64(mailboxID)             mailboxRecord
-//	0x04 account u64(mailboxID) u32(uid)    messageRecord (metadata only)
-//	0x05 account u64(bodyID) u32(chunk)     body bytes, ≤ bodyChunkSize each
-//	0x06 account u64(bodyID)                body reference count
-//	0x07 account key                        dedupRecord (Deliver idempotency)
+//	0x80 name                               meta: schema version, UIDVALIDITY floor
+//	0x81 account                            accountRecord (ids, usage)
+//	0x82 account name                       mailbox id (name index)
+//	0x83 account u64(mailboxID)             mailboxRecord
+//	0x84 account u64(mailboxID) u32(uid)    messageRecord (metadata only)
+//	0x85 account u64(bodyID) u32(chunk)     body bytes, ≤ bodyChunkSize each
+//	0x86 account u64(bodyID)                body reference count
+//	0x87 account key                        dedupRecord (Deliver idempotency)
 //
 // Messages refer to bodies by id, so COPY and MOVE never rewrite bodies and
 // RENAME rewrites no message at all.
 const (
-	tableMeta    byte = 0x00
-	tableAccount byte = 0x01
-	tableName    byte = 0x02
-	tableMailbox byte = 0x03
-	tableMessage byte = 0x04
-	tableBody    byte = 0x05
-	tableBodyRef byte = 0x06
-	tableDedup   byte = 0x07
+	tableMeta    byte = 0x80
+	tableAccount byte = 0x81
+	tableName    byte = 0x82
+	tableMailbox byte = 0x83
+	tableMessage byte = 0x84
+	tableBody    byte = 0x85
+	tableBodyRef byte = 0x86
+	tableDedup   byte = 0x87
 )
 
 // accountTables lists every table whose keys start with an account, i.e.

@@ -39,11 +39,15 @@ type Options struct {
 	// FS is the filesystem the database lives in; nil means the OS
 	// filesystem. Tests pass vfs.NewMem() or vfs.NewCrashableMem().
 	FS vfs.FS
+	// DB, when set, is the node's shared database (keys 0x80-0x87 are the
+	// store's): the store neither opens nor closes it.
+	DB *pebble.DB
 }
 
 // Store is one node's mailbox storage. It is safe for concurrent use.
 type Store struct {
-	db *pebble.DB
+	db     *pebble.DB
+	shared bool // db belongs to the node
 
 	// life guards db against Close: operations hold it for reading.
 	life   sync.RWMutex
@@ -81,6 +85,13 @@ type reader interface {
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
+	if opts.DB != nil {
+		s := &Store{db: opts.DB, shared: true, seed: maphash.MakeSeed(), now: time.Now}
+		if err := s.init(); err != nil {
+			return nil, fmt.Errorf("mailstore: open: %w", err)
+		}
+		return s, nil
+	}
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS:                 opts.FS,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -126,6 +137,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.shared {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("mailstore: close: %w", err)
 	}

@@ -61,13 +61,21 @@ type FSM struct {
 	handlers map[CommandType]Handler
 	applied  atomic.Uint64
 	restored []func()
+	shared   bool // db belongs to the node
 }
 
 // FSMOptions configures OpenFSM.
 type FSMOptions struct {
 	FS     vfs.FS // nil means the OS filesystem
 	Logger *slog.Logger
+	// DB, when set, is the node's shared database; the state is the key
+	// range [0x00, 0x40) in it.
+	DB *pebble.DB
 }
+
+// stateEnd bounds the replicated state's keys: snapshots copy, and restores
+// replace, [0x00, stateEnd) and nothing else of a shared database.
+var stateEnd = []byte{0x40}
 
 var (
 	_ raft.FSM         = (*FSM)(nil)
@@ -76,11 +84,14 @@ var (
 
 // OpenFSM opens the state store in dir.
 func OpenFSM(dir string, opts FSMOptions) (*FSM, error) {
+	if opts.DB != nil {
+		return newFSM(opts.DB, true, opts.Logger)
+	}
 	po := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              pebble.NewCache(16 << 20),
 		MemTableSize:       8 << 20,
-		Logger:             quietLogger{},
+		Logger:             QuietLogger{},
 	}
 	defer po.Cache.Unref()
 	if opts.FS != nil {
@@ -90,14 +101,20 @@ func OpenFSM(dir string, opts FSMOptions) (*FSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", dir, err)
 	}
-	lg := opts.Logger
+	f, err := newFSM(db, false, opts.Logger)
+	if err != nil {
+		db.Close()
+	}
+	return f, err
+}
+
+func newFSM(db *pebble.DB, shared bool, lg *slog.Logger) (*FSM, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{db: db, log: lg, handlers: map[CommandType]Handler{}}
+	f := &FSM{db: db, shared: shared, log: lg, handlers: map[CommandType]Handler{}}
 	v, ok, err := f.Get(appliedKey)
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	if ok {
@@ -128,8 +145,13 @@ func (f *FSM) OnRestore(fn func()) {
 	f.restored = append(f.restored, fn)
 }
 
-// Close closes the state store.
-func (f *FSM) Close() error { return f.db.Close() }
+// Close closes the state store, unless its database is shared.
+func (f *FSM) Close() error {
+	if f.shared {
+		return nil
+	}
+	return f.db.Close()
+}
 
 // AppliedIndex is the index of the last log entry reflected in the state.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
@@ -282,7 +304,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.db.DeleteRange([]byte{0x00}, []byte{0xff, 0xff, 0xff, 0xff}, pebble.NoSync); err != nil {
+	if err := f.db.DeleteRange([]byte{0x00}, stateEnd, pebble.NoSync); err != nil {
 		return fmt.Errorf("restore: clear state: %w", err)
 	}
 	r := bufio.NewReaderSize(rc, 1<<16)
@@ -296,6 +318,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		if err != nil {
 			b.Close()
 			return fmt.Errorf("restore: read snapshot: %w", err)
+		}
+		if len(k) == 0 || k[0] >= stateEnd[0] {
+			b.Close()
+			return fmt.Errorf("restore: key %x outside the replicated state", k)
 		}
 		if string(k) == string(appliedKey) && len(v) == 8 {
 			applied = binary.BigEndian.Uint64(v)
@@ -334,7 +360,7 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *snapshot) write(w io.Writer) error {
-	it, err := s.snap.NewIter(nil)
+	it, err := s.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{0x00}, UpperBound: stateEnd})
 	if err != nil {
 		return err
 	}
@@ -473,12 +499,13 @@ func (t *Tx) Delete(key []byte) error { return t.b.Delete(key, nil) }
 // wake whoever waits on the change. fn must not block.
 func (t *Tx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
 
-// quietLogger drops Pebble's informational chatter; errors still surface
-// through returned errors.
-type quietLogger struct{}
+// QuietLogger drops Pebble's informational chatter (WAL replay lines on
+// every open); errors still surface through returned errors, and a fatal
+// condition panics.
+type QuietLogger struct{}
 
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
+func (QuietLogger) Infof(string, ...any)  {}
+func (QuietLogger) Errorf(string, ...any) {}
+func (QuietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }

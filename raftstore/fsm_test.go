@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 )
@@ -25,7 +26,7 @@ func openTestFSM(t *testing.T, fs vfs.FS) *FSM {
 		if x.K == "" {
 			return Errorf(CodeInvalid, "empty key")
 		}
-		return tx.Set([]byte{0x40, x.K[0]}, []byte(x.V))
+		return tx.Set([]byte{0x3f, x.K[0]}, []byte(x.V))
 	})
 	return f
 }
@@ -57,7 +58,7 @@ func TestFSMApplySkipsReplayedEntries(t *testing.T) {
 	// state already holds it, so it must be skipped.
 	f.ApplyBatch([]*raft.Log{entry(t, 2, cmdPut, kv{"b", "changed"}), entry(t, 3, cmdPut, kv{"c", "3"})})
 	for k, want := range map[string]string{"a": "1", "b": "2", "c": "3"} {
-		v, ok, err := f.Get([]byte{0x40, k[0]})
+		v, ok, err := f.Get([]byte{0x3f, k[0]})
 		if err != nil || !ok || string(v) != want {
 			t.Errorf("%s = %q %v %v, want %q", k, v, ok, err, want)
 		}
@@ -145,10 +146,10 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if dst.AppliedIndex() != 50 {
 		t.Fatalf("applied after restore = %d", dst.AppliedIndex())
 	}
-	if _, ok, _ := dst.Get([]byte{0x40, '#'}); ok {
+	if _, ok, _ := dst.Get([]byte{0x3f, '#'}); ok {
 		t.Error("restore kept state that was not in the snapshot")
 	}
-	v, _, _ := dst.Get([]byte{0x40, 'z'})
+	v, _, _ := dst.Get([]byte{0x3f, 'z'})
 	if string(v) != "Z" {
 		t.Errorf("z = %q, want the snapshot's value Z", v)
 	}
@@ -201,5 +202,54 @@ func TestRetriedCommandAppliesOnce(t *testing.T) {
 	cmd2, _ := Encode(2, kv{"a", "1"})
 	if r := f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: cmd2}); r == nil {
 		t.Fatal("a new proposal was taken for a retry")
+	}
+}
+
+// TestSharedDatabaseRestoreKeepsOtherStores: in a node's shared database,
+// snapshots carry and restores replace only the replicated state's range.
+func TestSharedDatabaseRestoreKeepsOtherStores(t *testing.T) {
+	db, err := pebble.Open("shared", &pebble.Options{FS: vfs.NewMem(), FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	other := []byte{0x85, 'b', 'o', 'd', 'y'}
+	if err := db.Set(other, []byte("mail"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenFSM("", FSMOptions{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Register(cmdPut, func(tx *Tx, p []byte) error {
+		var x kv
+		Decode(p, &x)
+		return tx.Set([]byte{0x3f, x.K[0]}, []byte(x.V))
+	})
+	f.Apply(entry(t, 1, cmdPut, kv{"a", "1"}))
+	snap, _ := f.Snapshot()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if bytes.Contains(sink.Bytes(), []byte("mail")) {
+		t.Fatal("the snapshot carried another store's keys")
+	}
+	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if v, c, err := db.Get(other); err != nil || string(v) != "mail" {
+		t.Fatalf("another store's key after restore: %q %v", v, err)
+	} else {
+		c.Close()
+	}
+	if err := f.Close(); err != nil { // must not close the shared database
+		t.Fatal(err)
+	}
+	if _, c, err := db.Get(other); err != nil {
+		t.Fatalf("shared database closed by the FSM: %v", err)
+	} else {
+		c.Close()
 	}
 }

@@ -19,8 +19,8 @@ import (
 // Key layout: a one-byte table prefix, then for logs the big-endian index so
 // that pebble's byte order is index order and First/Last are single seeks.
 const (
-	prefixLog    byte = 0x01
-	prefixStable byte = 0x02
+	prefixLog    byte = 0x41
+	prefixStable byte = 0x42
 )
 
 // logFormatV1 is the first byte of every encoded log, so the format can
@@ -45,6 +45,9 @@ type LogStoreOptions struct {
 	// NoSync skips the fsync on writes. It loses acknowledged writes on a
 	// power cut, which breaks Raft's safety: tests only.
 	NoSync bool
+	// DB, when set, is the node's shared database (keys 0x41-0x42 are the
+	// log store's): the store neither opens nor closes it.
+	DB *pebble.DB
 }
 
 // LogStore is a Pebble-backed raft.LogStore and raft.StableStore in one
@@ -64,6 +67,7 @@ type LogStore struct {
 	// hasLogs tells an empty log from one holding only index 0, which the
 	// bounds cannot; guarded by writeMu.
 	hasLogs bool
+	shared  bool // db belongs to the node, not to the store
 }
 
 // OpenLogStore opens (creating if needed) the store in dir.
@@ -71,6 +75,19 @@ func OpenLogStore(dir string, opts LogStoreOptions) (*LogStore, error) {
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
+	}
+	if opts.DB != nil {
+		s := &LogStore{db: opts.DB, shared: true, wo: pebble.Sync}
+		if opts.NoSync {
+			s.wo = pebble.NoSync
+		}
+		s.writeMu.Lock()
+		err := s.loadBoundsLocked()
+		s.writeMu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("open raft log store: %w", err)
+		}
+		return s, nil
 	}
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS:                 fs,
@@ -98,8 +115,11 @@ func OpenLogStore(dir string, opts LogStoreOptions) (*LogStore, error) {
 	return s, nil
 }
 
-// Close closes the database.
+// Close closes the database, unless it is shared.
 func (s *LogStore) Close() error {
+	if s.shared {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close raft log store: %w", err)
 	}

@@ -41,6 +41,9 @@ const (
 type Options struct {
 	// FS is the filesystem to use; nil means the OS filesystem.
 	FS vfs.FS
+	// DB, when set, is the node's shared database (keys 'c' and 'm' are
+	// the spool's): the spool neither opens nor closes it.
+	DB *pebble.DB
 }
 
 // Spool stores message bodies by id in a pebble database of its own.
@@ -53,6 +56,7 @@ type Spool struct {
 	locks idLocks
 
 	count, bytes atomic.Int64 // for Stats, kept in step with commits
+	shared       bool         // db belongs to the node
 }
 
 // meta is the small record stored beside each body.
@@ -67,6 +71,17 @@ func Open(dir string, opts Options) (*Spool, error) {
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
+	}
+	if opts.DB != nil {
+		s := &Spool{db: opts.DB, shared: true}
+		if err := s.List(func(_ string, _ time.Time, size int64) bool {
+			s.count.Add(1)
+			s.bytes.Add(size)
+			return true
+		}); err != nil {
+			return nil, fmt.Errorf("open spool: %w", err)
+		}
+		return s, nil
 	}
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS:                 fs,
@@ -93,8 +108,11 @@ func Open(dir string, opts Options) (*Spool, error) {
 	return s, nil
 }
 
-// Close closes the database.
+// Close closes the database, unless it is shared.
 func (s *Spool) Close() error {
+	if s.shared {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close spool: %w", err)
 	}
