@@ -36,6 +36,7 @@ func addOperatorCommands(root *cobra.Command) {
 		newAliasCmd(),
 		newMailboxCmd(),
 		newQueueCmd(),
+		newBenchCmd(),
 	)
 }
 
