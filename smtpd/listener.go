@@ -76,6 +76,9 @@ type countingConn struct {
 	net.Conn
 	l    *limitListener
 	once sync.Once
+
+	wmu sync.Mutex
+	out []byte // replies not yet sent (see Read)
 	bol  bool // the next byte written begins a line
 	code []byte
 
@@ -99,6 +102,13 @@ type countingConn struct {
 func (c *countingConn) Read(p []byte) (int, error) {
 	if c.timedOut.Load() {
 		return 0, errStickyTimeout
+	}
+	// Replies wait in the buffer until the server reads again: SMTP is
+	// request and reply, so before it waits for the client everything it
+	// said must be out, and not a moment earlier. One write per batch of
+	// replies instead of one per line (an EHLO answer is a dozen lines).
+	if err := c.flush(); err != nil {
+		return 0, err
 	}
 	if c.inData.Load() && c.idle > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
@@ -181,13 +191,32 @@ func (c *countingConn) Write(p []byte) (int, error) {
 			c.bol = true
 		}
 	}
-	if _, err := c.Conn.Write(out); err != nil {
-		return 0, err
+	c.wmu.Lock()
+	c.out = append(c.out, out...)
+	big := len(c.out) >= 16<<10
+	c.wmu.Unlock()
+	if big {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
 	}
 	return len(p), nil
 }
 
+// flush sends the buffered replies.
+func (c *countingConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
 func (c *countingConn) Close() error {
+	_ = c.flush() // a last reply, such as 221 or 421
 	c.once.Do(func() {
 		<-c.l.sem
 		c.l.m.active.WithLabelValues(c.l.name).Dec()

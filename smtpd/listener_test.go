@@ -41,6 +41,9 @@ func TestCountingConnFixesReplies(t *testing.T) {
 			if err == nil && n != len(tc.in) {
 				err = errors.New("short write count")
 			}
+			if err == nil {
+				err = c.flush() // the server's next Read would do this
+			}
 			done <- err
 		}()
 		got, err := r.ReadString('\n')
@@ -111,5 +114,30 @@ func TestCountingConnDataReadsExtendDeadline(t *testing.T) {
 		if !inData && !timedOut {
 			t.Fatalf("outside DATA, the deadline was extended: %v", err)
 		}
+	}
+}
+
+// Replies leave in one write when the server next reads, so a multi-line
+// EHLO answer is one segment rather than a dozen.
+func TestCountingConnFlushesBeforeRead(t *testing.T) {
+	c, peer, _ := pipeConn(t, 0)
+	for _, line := range []string{"250-Hello\r\n", "250-PIPELINING\r\n", "250 8BITMIME\r\n"} {
+		if _, err := c.Write([]byte(line)); err != nil {
+			t.Fatal(err) // a net.Pipe write would block: nothing was sent yet
+		}
+	}
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 256)
+		n, _ := peer.Read(buf)
+		got <- string(buf[:n])
+		_, _ = peer.Write([]byte("QUIT\r\n"))
+	}()
+	buf := make([]byte, 16)
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != "250-Hello\r\n250-PIPELINING\r\n250 8BITMIME\r\n" {
+		t.Fatalf("peer got %q in its first read", g)
 	}
 }
