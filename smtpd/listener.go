@@ -77,9 +77,9 @@ type countingConn struct {
 	l    *limitListener
 	once sync.Once
 
-	wmu sync.Mutex
-	out []byte // replies not yet sent (see Read)
-	bol  bool // the next byte written begins a line
+	wmu  sync.Mutex
+	out  []byte // replies not yet sent (see Read)
+	bol  bool   // the next byte written begins a line
 	code []byte
 
 	idle     time.Duration
