@@ -62,6 +62,7 @@ type FSM struct {
 	applied  atomic.Uint64
 	restored []func()
 	shared   bool // db belongs to the node
+	requests requestSet
 }
 
 // FSMOptions configures OpenFSM.
@@ -120,6 +121,9 @@ func newFSM(db *pebble.DB, shared bool, lg *slog.Logger) (*FSM, error) {
 	if ok {
 		f.applied.Store(binary.BigEndian.Uint64(v))
 	}
+	if err := f.requests.load(db); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -167,7 +171,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	resp := make([]any, len(logs))
-	tx := &Tx{b: f.db.NewIndexedBatch()}
+	tx := &Tx{b: f.db.NewIndexedBatch(), requests: &f.requests}
 	defer tx.b.Close()
 	last := f.applied.Load()
 	for i, l := range logs {
@@ -237,6 +241,9 @@ func (f *FSM) dispatch(tx *Tx, l *raft.Log) any {
 }
 
 func seenRequest(tx *Tx, rid []byte) (error, bool) {
+	if tx.requests != nil && !tx.requests.has(rid) {
+		return nil, false
+	}
 	v, ok, err := tx.Get(append([]byte{PrefixMeta, tblRequest}, rid...))
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: read request id: %v", err))
@@ -266,6 +273,9 @@ func rememberRequest(tx *Tx, rid []byte, index uint64, outcome error) {
 	if err := tx.Set(append(k, rid...), nil); err != nil {
 		panic(err)
 	}
+	if tx.requests != nil {
+		tx.requests.add(rid)
+	}
 }
 
 // forgetRequests drops request ids older than the window. It runs at fixed
@@ -285,6 +295,9 @@ func forgetRequests(tx *Tx, index uint64) {
 		rid := k[2+8:]
 		if tx.Delete(append([]byte{PrefixMeta, tblRequest}, rid...)) != nil || tx.Delete(k) != nil {
 			panic("raftstore: forget request ids")
+		}
+		if tx.requests != nil {
+			tx.requests.remove(rid)
 		}
 	}
 }
@@ -341,6 +354,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: write: %w", err)
 	}
 	f.applied.Store(applied)
+	if err := f.requests.load(f.db); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	for _, fn := range f.restored {
 		fn()
 	}
@@ -473,9 +489,10 @@ type Reader interface {
 // Tx is what a handler sees while applying: reads include the writes of
 // earlier commands in the same batch.
 type Tx struct {
-	b     *pebble.Batch
-	index uint64
-	after []func()
+	b        *pebble.Batch
+	requests *requestSet
+	index    uint64
+	after    []func()
 }
 
 // Index is the Raft index of the command being applied.

@@ -253,3 +253,47 @@ func TestSharedDatabaseRestoreKeepsOtherStores(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestRetryRecognisedAfterReopenAndRestore: the in-memory set of request
+// ids is rebuilt from the state, so a retry that arrives after a restart,
+// or on a node that installed a snapshot, is still applied once.
+func TestRetryRecognisedAfterReopenAndRestore(t *testing.T) {
+	fs := vfs.NewMem()
+	count := 0
+	open := func() *FSM {
+		f := openTestFSM(t, fs)
+		f.Register(2, func(tx *Tx, p []byte) error { count++; return nil })
+		return f
+	}
+	f := open()
+	cmd, _ := Encode(2, kv{"a", "1"})
+	if r := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: cmd}); r != nil {
+		t.Fatal(r)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	f.Close()
+
+	f = open()
+	if r := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: cmd}); r != nil || count != 1 {
+		t.Fatalf("retry after reopen applied again: %v (count %d)", r, count)
+	}
+	f.Close()
+
+	other := openTestFSM(t, vfs.NewMem())
+	defer other.Close()
+	other.Register(2, func(tx *Tx, p []byte) error { count++; return nil })
+	if err := other.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if r := other.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: cmd}); r != nil || count != 1 {
+		t.Fatalf("retry after restore applied again: %v (count %d)", r, count)
+	}
+}
