@@ -14,6 +14,8 @@
 #             (the common case: the node that accepts is not the owner)
 #   cm3rr     (CM3_RR=1) the same cluster, clustermail's generator spreading connections
 #             round-robin over n1, n2, n3
+#   half-peak (HALF_RATE=1) after the matrix, clustermail's generator paced (--rate) to half the
+#             best rate each clustermail server reached at each size: the p99 latency goal
 # Load generators, each on every server for every configuration (GENS):
 #   smtp-source            Postfix's own, as in the shared scripts
 #   clustermail            `clustermail bench smtp` (also measures the "." -> 250 latency)
@@ -50,6 +52,7 @@ REUSE=${REUSE:-0}
 GENS=${GENS:-"smtp-source clustermail"}
 SERVERS=${SERVERS:-"postfix cm1 cm3"}
 CM3_RR=${CM3_RR:-1}
+HALF_RATE=${HALF_RATE:-1}
 PF_PORT=${PF_PORT:-2525}
 CM_PORT=${CM_PORT:-26000}
 CM_LOG_LEVEL=${CM_LOG_LEVEL:-info}
@@ -291,7 +294,7 @@ run() {
     [ -n "$api" ] && cflag=(--api "$api")
     [ "$REUSE" = 1 ] && extra="--reuse"
     line=$("$CM" bench smtp --targets "$targets" --sessions "$c" --messages "$MSGS" --size "$size" \
-        --rcpt "$rcpt" --from bench@client.test $extra --wait-delivered "${cflag[@]}" --poll 200ms \
+        --rcpt "$rcpt" --from bench@client.test $extra ${RATE:+--rate "$RATE"} --wait-delivered "${cflag[@]}" --poll 200ms \
         --stall "${STALL_S}s" --result-line --label "$server" 2>"$WORK/gen.err" | tee "$WORK/gen.out" | grep '^RESULT')
     rc=$?
     [ -s "$WORK/gen.err" ] && { echo "clustermail bench smtp ($server):" >&2; tail -3 "$WORK/gen.err" >&2; }
@@ -369,6 +372,30 @@ for size in $SIZES; do for c in $CONC; do for gen in $GENS; do for label in $lab
     ;;
   esac
 done; done; done; done
+
+# Latency at half the peak: for each clustermail server and size, the load is paced to half the
+# best accepted rate its clustermail-generator rows reached, at the concurrency of that row.
+if [ "$HALF_RATE" = 1 ] && [[ " $GENS " == *" clustermail "* ]]; then
+  for size in $SIZES; do for label in $labels; do
+    [ "$label" = postfix ] && continue
+    best=$(awk -v s="$label" -v z="$size" '$1 == "ROW" {
+      delete F; for (i = 2; i <= NF; i++) { split($i, p, "="); F[p[1]] = p[2] }
+      if (F["server"] == s && F["gen"] == "clustermail" && F["size"] == z && F["accept_mps"] + 0 > b) { b = F["accept_mps"] + 0; c = F["conc"] }
+    } END { if (b > 0) printf "%.0f %s", b / 2, c }' "$RESULTS")
+    [ -n "$best" ] || continue
+    read -r rate c <<< "$best"
+    cl=${label%rr}; owner=n1; [ "$cl" = cm3 ] && owner=n2
+    read -r -a smtp <<< "${CL_SMTP[$cl]}"
+    read -r -a apis <<< "${CL_API[$cl]}"
+    targets=${smtp[0]}
+    [ "$label" = cm3rr ] && targets=$(IFS=,; echo "${smtp[*]}")
+    rcpt="r${size}c${c}half${label}@bench.test"
+    cm_add_user "$rcpt" "$owner" "${apis[0]}"
+    cm_wait_idle "${apis[0]}"
+    log "$label size=$size conc=$c paced to $rate msgs/s (half its peak)"
+    RATE=$rate run "$label" "half-peak" "$size" "$c" "$targets" "$rcpt" "$(cm_count_cmd "$rcpt" "${apis[0]}")" "$cl" "${apis[0]}"
+  done; done
+fi
 stop_sampler; pf_stop; cm_stop
 
 # --- the table ------------------------------------------------------------------------------
@@ -410,6 +437,8 @@ DELIV/s:  messages in the mailbox / time from the load start until the last one 
 p50/p99:  "." -> 250 latency, measured by clustermail's generator only.
 MEM_MB:   peak under load: postfix = PSS of master+children; cm1 = node RSS; cm3 = sum of 3 nodes (largest node).
 cm3: load to n1, mailbox owned by n2; cm3rr: clustermail's generator round-robin over n1..n3.
+half-peak: clustermail's generator paced to half the best rate that server reached at that size
+          (its p99 is the latency goal; its rates are the pace, not a capacity).
 LOAD1:    the machine's 1-minute load average at the end of the run (on 2 CPUs the server and the
           generator alone make about 2-3; far above that, something else was running: rerun).
 EOF

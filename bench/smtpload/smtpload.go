@@ -51,6 +51,11 @@ type Config struct {
 	OneWrite bool
 	Helo     string        // EHLO name
 	Timeout  time.Duration // for each reply
+	// Rate paces the load (messages per second over all sessions; 0: as
+	// fast as the server answers). Message n starts no earlier than n/Rate
+	// seconds after the start, so latency is measured at a known load
+	// rather than at saturation, where it only measures queueing.
+	Rate float64
 }
 
 func (c *Config) defaults() error {
@@ -148,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			s := &sender{cfg: &cfg, rng: rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano()))), errs: map[string]int{}}
+			s := &sender{cfg: &cfg, start: res.Start, rng: rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano()))), errs: map[string]int{}}
 			s.run(ctx, &next, &conns)
 			mu.Lock()
 			defer mu.Unlock()
@@ -178,6 +183,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 // sends them, opening connections as needed.
 type sender struct {
 	cfg      *Config
+	start    time.Time
 	rng      *rand.Rand
 	conn     net.Conn
 	r        *bufio.Reader
@@ -196,6 +202,16 @@ func (s *sender) run(ctx context.Context, next, conns *atomic.Int64) {
 		n := int(next.Add(1)) - 1
 		if n >= s.cfg.Messages {
 			return
+		}
+		if s.cfg.Rate > 0 {
+			at := s.start.Add(time.Duration(float64(n) / s.cfg.Rate * float64(time.Second)))
+			if d := time.Until(at); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
 		if s.conn == nil {
 			if err := s.open(conns); err != nil {

@@ -167,3 +167,16 @@ func TestPercentiles(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 }
+
+// TestRunRate: a paced run cannot finish before its last message is due.
+func TestRunRate(t *testing.T) {
+	s := newFakeServer(t, 0)
+	res, err := Run(context.Background(), Config{Targets: []string{s.ln.Addr().String()}, Sessions: 4, Messages: 21,
+		Size: 300, From: "a@client.test", Rcpts: []string{"u@bench.test"}, Rate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 21 || res.AcceptS < 0.2 {
+		t.Fatalf("accepted %d in %.3f s, want 21 in at least 0.2 s (the 21st is due at 0.2 s)", res.Accepted, res.AcceptS)
+	}
+}

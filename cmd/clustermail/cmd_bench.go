@@ -71,6 +71,7 @@ type benchSMTPOptions struct {
 	reuse     bool
 	oneWrite  bool
 	perConn   int
+	rate      float64
 	helo      string
 	timeout   time.Duration
 	wait      bool
@@ -130,6 +131,7 @@ time. Every recipient must be a local account of the server.`,
 	f.StringVar(&o.from, "from", "bench@client.test", "envelope sender")
 	f.BoolVar(&o.reuse, "reuse", false, "send several messages per connection (default: one message per connection)")
 	f.BoolVar(&o.oneWrite, "one-write", false, "send the body and the final \".\" in one write, as smtp-source does (the latency then includes the server reading the body; default: the dot on its own, the clock starting at the dot)")
+	f.Float64Var(&o.rate, "rate", 0, "pace the load to this many messages per second over all sessions (0: as fast as the server answers); measure latency at a known load, e.g. half the peak rate")
 	f.IntVar(&o.perConn, "per-conn", 0, "with --reuse, at most this many messages per connection (0: no limit)")
 	f.StringVar(&o.helo, "helo", "client.test", "EHLO name")
 	f.DurationVar(&o.timeout, "reply-timeout", time.Minute, "how long to wait for each reply")
@@ -155,7 +157,7 @@ func runBenchSMTP(cmd *cobra.Command, opts *benchOptions, o benchSMTPOptions) er
 	ctx, cancel := signalContext(cmd.Context())
 	defer cancel()
 	cfg := smtpload.Config{Targets: o.targets, Random: o.random, Sessions: o.sessions, Messages: o.messages, Size: int(size),
-		From: o.from, Rcpts: o.rcpts, Reuse: o.reuse, OneWrite: o.oneWrite, PerConn: o.perConn, Helo: o.helo, Timeout: o.timeout}
+		From: o.from, Rcpts: o.rcpts, Reuse: o.reuse, OneWrite: o.oneWrite, PerConn: o.perConn, Rate: o.rate, Helo: o.helo, Timeout: o.timeout}
 
 	var w smtpload.Wait
 	if o.wait {
