@@ -56,6 +56,8 @@ HALF_RATE=${HALF_RATE:-1}
 PF_PORT=${PF_PORT:-2525}
 CM_PORT=${CM_PORT:-26000}
 CM_LOG_LEVEL=${CM_LOG_LEVEL:-info}
+# SPF/DKIM/DMARC checks of inbound mail: off, as the Postfix peer runs none (true: on).
+CM_MAIL_AUTH=${CM_MAIL_AUTH:-false}
 STALL_S=${STALL_S:-60}
 KEEP=${KEEP:-0}
 PROFILE=${PROFILE:-0}

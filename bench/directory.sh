@@ -18,6 +18,8 @@ ACCOUNTS=${ACCOUNTS:-1000000}
 NODES=${NODES:-3}
 CM_PORT=${CM_PORT:-27000}
 CM_LOG_LEVEL=${CM_LOG_LEVEL:-info}
+# SPF/DKIM/DMARC checks of inbound mail: off, as the Postfix peer runs none (true: on).
+CM_MAIL_AUTH=${CM_MAIL_AUTH:-false}
 KEEP=${KEEP:-0}
 NO_BUILD=${NO_BUILD:-0}
 ARGS=${ARGS:-}

@@ -33,7 +33,8 @@ cm_start() { # NAME N: starts N nodes under $WORK/NAME and waits until all are r
     local args=(server --name "n$((i+1))" --data-dir "$WORK/$name/n$((i+1))"
       --smtp-addr "$HOST:$((CM_PORT+i))" --api-addr "$HOST:$((CM_PORT+100+i))"
       --raft-addr "$HOST:$((CM_PORT+200+i))" --gossip-addr "$HOST:$((CM_PORT+300+i))"
-      --bootstrap-expect "$n" --hostname "n$((i+1)).bench.test" --log-level "$CM_LOG_LEVEL")
+      --bootstrap-expect "$n" --hostname "n$((i+1)).bench.test" --log-level "$CM_LOG_LEVEL"
+      --mail-auth="$CM_MAIL_AUTH")
     [ "$n" -gt 1 ] && args+=(--join "$join")
     "$CM" "${args[@]}" >"$WORK/$name/n$((i+1)).log" 2>&1 &
     CM_PIDS+=($!)

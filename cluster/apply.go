@@ -169,5 +169,6 @@ func (c *Cluster) Handler() http.Handler {
 	mux.HandleFunc("POST /internal/apply", c.handleApply)
 	mux.HandleFunc("GET /internal/raft-peers", c.handleRaftPeers)
 	mux.HandleFunc("POST /internal/leave/{id}", c.handleLeave)
+	mux.HandleFunc("POST /internal/keyring", c.handleKeyring)
 	return mux
 }

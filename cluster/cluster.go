@@ -40,6 +40,10 @@ type Config struct {
 	Meta              Meta   // what this node tells the others about itself
 	DataDir           string // Raft snapshots go under it
 	Logger            *slog.Logger
+
+	// GossipKey seeds the gossip keyring kept in DataDir on first start;
+	// with neither, gossip travels in clear.
+	GossipKey []byte
 }
 
 // Stores are the durable parts Raft runs on.
@@ -60,6 +64,9 @@ type Cluster struct {
 	raft    *raft.Raft
 	trans   *raft.NetworkTransport
 	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring // nil: gossip in clear
+	keyMu   sync.Mutex          // a keyring change and its saving go together
+	secure  bool                // the cluster port is mutual TLS
 	rpc     *http.Client
 	table   *memberTable
 	events  chan struct{}
@@ -82,7 +89,8 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	c := &Cluster{
 		cfg:     cfg,
 		log:     lg,
-		rpc:     peer.NewHTTPClient(),
+		rpc:     ln.Network().HTTPClient(),
+		secure:  ln.Network().Secure(),
 		table:   newMemberTable(),
 		events:  make(chan struct{}, 1),
 		notify:  make(chan bool, 16),
@@ -111,7 +119,7 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 		rc.NoSnapshotRestoreOnStart = true
 	}
 	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  peer.RaftLayer{Listener: ln.Raft()},
+		Stream:  ln.RaftLayer(),
 		MaxPool: 5,
 		Timeout: 10 * time.Second,
 		Logger:  rc.Logger,

@@ -122,6 +122,18 @@ func (c *Cluster) startGossip() error {
 	mc.Delegate = delegate{c}
 	mc.Events = delegate{c}
 	mc.LogOutput = logWriter{c.log, "gossip"}
+	kr, err := openKeyring(c.cfg.DataDir, c.cfg.GossipKey, c.log)
+	if err != nil {
+		return err
+	}
+	if kr != nil {
+		// Packets not sealed with an installed key are dropped, and this
+		// node never sends one in clear.
+		c.keyring, mc.Keyring = kr, kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	} else {
+		c.log.Warn("gossip is not encrypted: give every node the same --gossip-key (clustermail keygen makes one)")
+	}
 	// A node restarted with a new IP (a container, a pod) keeps its name;
 	// let it reclaim the name soon instead of being refused as a conflict.
 	mc.DeadNodeReclaimTime = 10 * time.Second

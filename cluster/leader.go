@@ -124,6 +124,15 @@ func (c *Cluster) reconcile() {
 		switch m.State {
 		case StateAlive:
 			if !in {
+				if c.secure && id != raft.ServerID(c.cfg.ID) {
+					// Gossip admits anyone with the gossip key; Raft only a
+					// node whose cluster port passes mutual TLS both ways.
+					if _, err := c.peerServers(m.Meta.RaftAddr); err != nil {
+						c.log.Warn("reconcile: not adding a node whose cluster port fails mutual TLS", "node", m.Name,
+							"addr", m.Meta.RaftAddr, "err", err)
+						continue
+					}
+				}
 				c.removeStaleAddress(servers, id, m.Meta.RaftAddr)
 				if voters < maxVoters {
 					c.change("add voter", m.Name, c.raft.AddVoter(id, raft.ServerAddress(m.Meta.RaftAddr), 0, 0))

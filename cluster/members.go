@@ -68,11 +68,21 @@ func suffrage(s raft.ServerSuffrage) string {
 	return "nonvoter"
 }
 
-// LiveNodes returns the alive members, this node included.
+// LiveNodes returns the alive members, this node included. With mutual TLS
+// only those also in the Raft configuration count: gossip admits any holder
+// of the gossip key, and a node the leader refused (see reconcile) must
+// hold no message body and own no mailbox.
 func (c *Cluster) LiveNodes() []Member {
+	var inRaft map[string]bool
+	if c.secure {
+		inRaft = map[string]bool{c.cfg.ID: true}
+		for _, s := range c.raft.GetConfiguration().Configuration().Servers {
+			inRaft[string(s.ID)] = true
+		}
+	}
 	var out []Member
 	for _, m := range c.table.list() {
-		if m.State == StateAlive {
+		if m.State == StateAlive && (inRaft == nil || inRaft[m.Meta.ID]) {
 			out = append(out, m)
 		}
 	}

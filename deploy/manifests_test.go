@@ -664,7 +664,7 @@ func TestComposeFile(t *testing.T) {
 				continue
 			}
 			if parts[0] != "127.0.0.1" {
-				t.Errorf("%s: port %q: publish on 127.0.0.1 only (the admin API has no authentication)", name, p)
+				t.Errorf("%s: port %q: publish on 127.0.0.1 only (the admin API is for operators)", name, p)
 			}
 			key := parts[0] + ":" + parts[1]
 			if other, dup := published[key]; dup {

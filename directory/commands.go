@@ -17,6 +17,8 @@ func Register(f *raftstore.FSM) {
 	f.Register(cmdAccountRemove, applyAccountRemove)
 	f.Register(cmdAliasSet, applyAliasSet)
 	f.Register(cmdAliasRemove, applyAliasRemove)
+	f.Register(cmdDKIMKeyAdd, applyDKIMKeyAdd)
+	f.Register(cmdDKIMKeyRemove, applyDKIMKeyRemove)
 }
 
 func put(tx *raftstore.Tx, k []byte, v any) error {
@@ -54,6 +56,10 @@ func applyDomainRemove(tx *raftstore.Tx, p []byte) error {
 	}
 	if n := countInDomain(tx, d.Name); n > 0 {
 		return raftstore.Errorf(raftstore.CodeConflict, "domain %s still has %d accounts or aliases: remove them first", d.Name, n)
+	}
+	if n := countDKIMKeys(tx, d.Name); n > 0 {
+		// A private key is not something to drop as a side effect.
+		return raftstore.Errorf(raftstore.CodeConflict, "domain %s still has %d DKIM keys: remove them first (clustermail dkim remove)", d.Name, n)
 	}
 	return tx.Delete(k)
 }

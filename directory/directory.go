@@ -23,6 +23,8 @@ const (
 	cmdAccountRemove   raftstore.CommandType = 5
 	cmdAliasSet        raftstore.CommandType = 6
 	cmdAliasRemove     raftstore.CommandType = 7
+	cmdDKIMKeyAdd      raftstore.CommandType = 8
+	cmdDKIMKeyRemove   raftstore.CommandType = 9
 )
 
 // Key tables inside raftstore.PrefixDirectory's range.
@@ -30,6 +32,7 @@ const (
 	tblDomain  = raftstore.PrefixDirectory + 0
 	tblAccount = raftstore.PrefixDirectory + 1
 	tblAlias   = raftstore.PrefixDirectory + 2
+	tblDKIMKey = raftstore.PrefixDirectory + 3 // domain, 0, selector
 )
 
 // Domain is a hosted mail domain.

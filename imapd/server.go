@@ -134,6 +134,10 @@ type Config struct {
 	// allows 30 seconds per command.
 	Timeout        time.Duration
 	MaxConnections int // concurrent connections; more are answered BYE [UNAVAILABLE]
+
+	// MaxConnectionsPerIP bounds the concurrent connections of one client
+	// address; 0 allows any number.
+	MaxConnectionsPerIP int
 }
 
 // Defaults for zero Config fields.
@@ -258,7 +262,8 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("imap %s listen %s: %w", s.cfg.Name, s.cfg.Addr, err)
 	}
-	var ln net.Listener = &limitListener{Listener: raw, s: s, sem: make(chan struct{}, s.cfg.MaxConnections), refusers: make(chan struct{}, 64)}
+	var ln net.Listener = &limitListener{Listener: raw, s: s, sem: make(chan struct{}, s.cfg.MaxConnections), refusers: make(chan struct{}, 64),
+		perIP: throttle.NewConns(s.cfg.MaxConnectionsPerIP)}
 	if s.cfg.ImplicitTLS {
 		// Over the limit wrapper, so that the library sees *tls.Conn and
 		// knows the session is encrypted.
@@ -414,6 +419,7 @@ type limitListener struct {
 	s        *Server
 	sem      chan struct{} // one token per open connection
 	refusers chan struct{} // bounds goroutines answering refused connections
+	perIP    *throttle.Conns
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -424,10 +430,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.sem <- struct{}{}:
+			ip := c.RemoteAddr().String()
+			if host, _, err := net.SplitHostPort(ip); err == nil {
+				ip = host
+			}
+			if !l.perIP.Acquire(ip) {
+				<-l.sem
+				l.refuse(c, "* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+				continue
+			}
 			l.s.m.active.WithLabelValues(l.s.cfg.Name).Inc()
-			return &countedConn{Conn: c, l: l}, nil
+			return &countedConn{Conn: c, l: l, ip: ip}, nil
 		default:
-			l.refuse(c)
+			l.refuse(c, "* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
 		}
 	}
 }
@@ -435,7 +450,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // refuse answers a connection over the limit with BYE and closes it. Its
 // goroutines are bounded too: in a flood the extra connections are just
 // closed.
-func (l *limitListener) refuse(c net.Conn) {
+func (l *limitListener) refuse(c net.Conn, bye string) {
 	l.s.m.refused.WithLabelValues(l.s.cfg.Name).Inc()
 	select {
 	case l.refusers <- struct{}{}:
@@ -455,7 +470,7 @@ func (l *limitListener) refuse(c net.Conn) {
 			}
 			c = tc
 		}
-		_, _ = c.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
+		_, _ = c.Write([]byte(bye))
 	}()
 }
 
@@ -463,6 +478,7 @@ func (l *limitListener) refuse(c net.Conn) {
 type countedConn struct {
 	net.Conn
 	l    *limitListener
+	ip   string
 	once sync.Once
 }
 
@@ -470,6 +486,7 @@ func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.l.s.m.active.WithLabelValues(c.l.s.cfg.Name).Dec()
+		c.l.perIP.Release(c.ip)
 		<-c.l.sem
 	})
 	return err

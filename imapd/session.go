@@ -66,6 +66,10 @@ func (sess *session) Close() error {
 // sure its default mailboxes exist. AUTHENTICATE PLAIN comes here too.
 func (sess *session) Login(username, password string) error {
 	keys := []string{"ip:" + sess.ip, "user:" + strings.ToLower(username)}
+	if sess.s.limiter.Locked(keys...) {
+		sess.log.Warn("login refused: locked out", "user", username)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed attempts, try later"}
+	}
 	if !sess.s.wait(sess.s.limiter.Delay(keys...)) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Server shutting down"}
 	}

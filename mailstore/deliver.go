@@ -38,6 +38,7 @@ type Delivery struct {
 	Date  time.Time // internal date
 	Body  []byte
 	Quota int64 // bytes the account may use, 0: no limit
+	Junk  bool  // into the account's Junk mailbox instead of INBOX
 }
 
 // DeliveryResult is the outcome of one Delivery.
@@ -80,7 +81,7 @@ func (s *Store) DeliverMany(account string, ds []Delivery) ([]DeliveryResult, er
 				r.Err = fmt.Errorf("mailstore: deliver to %s: %w: %d of %d bytes used, message of %d", a, ErrOverQuota, t.acct.Bytes, d.Quota, len(d.Body))
 				continue
 			}
-			id, box, err := t.inbox()
+			id, box, err := t.deliveryBox(d.Junk)
 			if err != nil {
 				return err
 			}
@@ -98,4 +99,36 @@ func (s *Store) DeliverMany(account string, ds []Delivery) ([]DeliveryResult, er
 		return nil, fmt.Errorf("mailstore: deliver to %s: %w", a, err)
 	}
 	return res, nil
+}
+
+// deliveryBox is INBOX, or for junk the mailbox with the \Junk special
+// use (whatever the user renamed it to), else the one named Junk, created
+// with that use if the user deleted it.
+func (t *tx) deliveryBox(junk bool) (uint64, *mailboxRecord, error) {
+	id, box, err := t.inbox() // creates a new account's defaults
+	if !junk || err != nil {
+		return id, box, err
+	}
+	boxes, err := t.allMailboxes()
+	if err != nil {
+		return 0, nil, err
+	}
+	// The lowest id wins should several qualify: the same box every time.
+	var used, named uint64
+	for id, box := range boxes {
+		switch {
+		case t.deleted[id]:
+		case box.SpecialUse == `\Junk` && (used == 0 || id < used):
+			used = id
+		case box.Name == "Junk":
+			named = id
+		}
+	}
+	if used == 0 {
+		used = named
+	}
+	if used != 0 {
+		return used, boxes[used], nil
+	}
+	return t.createMailbox("Junk", `\Junk`, true)
 }

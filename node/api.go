@@ -60,10 +60,12 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/mailboxes/{address}/export", n.onOwner(n.handleMailboxExport))
 	mux.HandleFunc("POST /v1/mailboxes/{address}/import", n.onOwner(n.handleMailboxImport))
 	n.registerQueueAPI(mux)
+	n.registerKeyringAPI(mux)
+	n.registerDKIMAPI(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return n.requireToken(mux)
 }
 
 // internalHandler serves the cluster port's RPC: Raft forwarding, bodies,

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"clustermail/cluster"
 )
 
 // Config is everything one node needs to run. The command line, a config
@@ -36,12 +38,27 @@ type Config struct {
 	POP3Addr        string
 	POP3SAddr       string
 
+	// Between nodes: mutual TLS on the cluster port (all three or none),
+	// the gossip key (base64; seeds the keyring kept in the data dir) and
+	// the file holding the admin API's bearer token.
+	ClusterCA    string
+	ClusterCert  string
+	ClusterKey   string
+	GossipKey    string
+	APITokenFile string
+
 	DNS           string // resolver host:port; "" = the system's
 	OutboundPort  int
 	RetrySchedule string
 	DelayWarning  time.Duration
 	QueueLifetime time.Duration
 	ReassignAfter time.Duration
+
+	// Inbound SPF, DKIM and DMARC checks (mailauth.go).
+	MailAuth        bool
+	MailAuthTimeout time.Duration // DNS budget per message
+	MailAuthTrusted []string      // CIDR networks never refused or junked
+	MailAuthID      string        // authserv-id; "" = Hostname
 
 	MaxMessageBytes int64
 	MinFreeSpace    int64
@@ -50,6 +67,9 @@ type Config struct {
 	SMTPTimeout     time.Duration
 	MaxConnections  int
 	DeliveryWorkers int
+
+	MaxConnectionsPerIP int // per client address, on every mail listener; 0: no limit
+	MaxMessagesPerHour  int // per authenticated sender, counted on each node; 0: no limit
 
 	LogFormat string // text or json
 	LogLevel  string // debug, info, warn, error
@@ -79,6 +99,14 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
+	if n := countSet(c.ClusterCA, c.ClusterCert, c.ClusterKey); n != 0 && n != 3 {
+		errs = append(errs, errors.New("--cluster-ca, --cluster-cert and --cluster-key go together (clustermail tls creates them)"))
+	}
+	if c.GossipKey != "" {
+		if _, err := cluster.DecodeGossipKey(c.GossipKey); err != nil {
+			errs = append(errs, fmt.Errorf("--gossip-key: %w", err))
+		}
+	}
 	if c.SubmissionsAddr != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("--submissions-addr (implicit TLS) needs --tls-cert and --tls-key"))
 	}
@@ -107,6 +135,12 @@ func (c *Config) Validate() error {
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		errs = append(errs, errors.New("give --bootstrap-expect N to form a new cluster, or --join to join one"))
 	}
+	if c.MaxConnectionsPerIP < 0 || c.MaxMessagesPerHour < 0 {
+		errs = append(errs, errors.New("--max-connections-per-ip and --max-messages-per-hour must not be negative (0 turns them off)"))
+	}
+	if err := c.validateMailAuth(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxMessageBytes <= 0 || c.MaxRecipients <= 0 || c.MaxLineLength < 100 {
 		errs = append(errs, errors.New("limits must be positive (max-message-size, max-recipients, max-line-length >= 100)"))
 	}
@@ -116,4 +150,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

@@ -26,6 +26,7 @@ func (n *Node) startIMAP(limiter *throttle.Limiter, tlsConf *tls.Config) error {
 		if ic.Addr == "" {
 			continue
 		}
+		ic.MaxConnectionsPerIP = n.cfg.MaxConnectionsPerIP
 		if m == nil {
 			m = imapd.NewMetrics(n.reg)
 		}

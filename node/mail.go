@@ -7,6 +7,7 @@ import (
 
 	"clustermail/directory"
 	"clustermail/outbound"
+	"clustermail/signing"
 	"clustermail/smtpd"
 )
 
@@ -20,10 +21,19 @@ func (n *Node) startSMTP() error {
 	m := smtpd.NewMetrics(n.reg)
 	base := smtpd.Config{Hostname: cfg.Hostname, TLS: tlsConf, MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxRecipients: cfg.MaxRecipients, MaxLineLength: cfg.MaxLineLength, Timeout: cfg.SMTPTimeout,
-		MaxConnections: cfg.MaxConnections}
+		MaxConnections: cfg.MaxConnections, MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		SendRate: n.limits.sendRate(cfg.MaxMessagesPerHour), Logins: n.limits.loginFailures()}
+	// Signing keys come from this node's replica; only authenticated
+	// submissions are signed (smtpd decides), inbound mail never is.
+	base.Signer = signing.New(n.dir, n.reg)
 	listeners := []smtpd.Config{}
 	in := base
 	in.Name, in.Mode, in.Addr = "smtp", smtpd.ModeInbound, cfg.SMTPAddr
+	ma, err := newMailAuth(cfg, n.reg)
+	if err != nil {
+		return err
+	}
+	in.MailAuth = ma
 	listeners = append(listeners, in)
 	if cfg.SubmissionAddr != "" {
 		sub := base

@@ -57,12 +57,17 @@ type Node struct {
 	smtp    *smtpd.Server
 	subs    []*smtpd.Server // submission listeners
 	access  *mailAccess
+	limits  limits // against abuse, shared by the mail listeners
 	readers []interface {
 		Shutdown(context.Context) error
 	} // IMAP and POP3 listeners
 	certs *certs.Reloader
 	hup   chan os.Signal
 	rpc   *http.Client
+
+	clusterCerts *certs.Reloader // this node's certificate on the cluster port; nil: plaintext
+	clusterHup   chan os.Signal
+	token        string // the admin API's bearer token; "": open
 
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -81,8 +86,8 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	// Not the named result: every failure returns nil, and the deferred
 	// clean-up below still needs the node.
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rpc: peer.NewHTTPClient(),
-		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1), hup: make(chan os.Signal, 1)}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(),
+		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1), hup: make(chan os.Signal, 1), clusterHup: make(chan os.Signal, 1)}
 	defer func() {
 		if err != nil {
 			n.closeStores()
@@ -105,9 +110,22 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	n.queue.Register(n.fsm)
 	registerBackupCommands(n.fsm, log)
 
-	if n.peerLn, err = peer.Listen(cfg.RaftAddr, log); err != nil {
+	if cfg.APITokenFile != "" {
+		if n.token, err = loadToken(cfg.APITokenFile); err != nil {
+			return nil, err
+		}
+	} else if !loopback(cfg.APIAddr) {
+		log.Warn("the admin API has no token: anyone who reaches --api-addr can administer the cluster; set --api-token-file")
+	}
+	network, err := n.peerNetwork()
+	if err != nil {
 		return nil, err
 	}
+	if n.peerLn, err = network.Listen(cfg.RaftAddr, log); err != nil {
+		return nil, err
+	}
+	// Every node-to-node call goes through the listener's network.
+	n.rpc = n.peerLn.Network().HTTPClient()
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft"), 2, nil)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
@@ -120,7 +138,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		Name: cfg.Name, ID: n.id, GossipAddr: cfg.GossipAddr, Join: cfg.Join, Expect: cfg.BootstrapExpect,
 		DeadGrace: cfg.DeadServerGrace, DataDir: cfg.DataDir, Logger: log,
 		SnapshotThreshold: cfg.RaftSnapshotThreshold, TrailingLogs: cfg.RaftTrailingLogs,
-		SnapshotInterval: cfg.RaftSnapshotInterval,
+		SnapshotInterval: cfg.RaftSnapshotInterval, GossipKey: n.gossipKey(),
 		Meta: cluster.Meta{ID: n.id, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr, SMTPAddr: cfg.SMTPAddr,
 			Expect: cfg.BootstrapExpect, Version: Version},
 	}, cluster.Stores{Log: logCache, Stable: n.logs, Snapshots: snaps, FSM: n.fsm, Applied: n.fsm.AppliedIndex}, n.peerLn)
@@ -157,6 +175,10 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		}
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.certs.Watch(ctx, 10*time.Second, n.hup) }()
+	}
+	if n.clusterCerts != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.clusterCerts.Watch(ctx, 10*time.Second, n.clusterHup) }()
 	}
 	if cfg.InsecureAuth {
 		log.Warn("--insecure-auth: passwords may be sent in clear text; use this for loopback tests only")

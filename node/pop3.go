@@ -6,14 +6,13 @@ import (
 
 	"clustermail/mailrpc"
 	"clustermail/pop3d"
-	"clustermail/throttle"
 )
 
 // startAccess starts the mail access listeners (POP3; IMAP), all sharing one
 // login throttle and the same way to reach an account's mailboxes.
 func (n *Node) startAccess() error {
 	n.access = &mailAccess{self: n.cfg.Name, local: n.mail, dir: n.dir, cluster: n.cluster, n: n, clients: map[string]*mailrpc.Client{}}
-	limiter := throttle.New()
+	limiter := n.limits.loginFailures()
 	var tlsConf *tls.Config
 	if n.certs != nil {
 		tlsConf = n.certs.ServerConfig()
@@ -26,6 +25,7 @@ func (n *Node) startAccess() error {
 			continue
 		}
 		pc.Hostname = n.cfg.Hostname
+		pc.MaxConnectionsPerIP = n.cfg.MaxConnectionsPerIP
 		s, err := pop3d.New(pc, pop3Backend{n.access}, limiter, n.log.With("part", "pop3"), n.reg)
 		if err != nil {
 			return err

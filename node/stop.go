@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"clustermail/smtpd"
@@ -17,9 +18,11 @@ func (n *Node) Leave() { n.stop(true) }
 
 // ReloadTLS reloads the certificate files (the SIGHUP handler calls it).
 func (n *Node) ReloadTLS() {
-	select {
-	case n.hup <- nil:
-	default:
+	for _, ch := range []chan os.Signal{n.hup, n.clusterHup} {
+		select {
+		case ch <- nil:
+		default:
+		}
 	}
 }
 

@@ -14,9 +14,15 @@ const ForwardedHeader = "X-Clustermail-Forwarded"
 // dialTimeout bounds connecting to another node's cluster port.
 const dialTimeout = 3 * time.Second
 
-// NewHTTPClient returns an HTTP client whose connections go to the cluster
-// port of the node named in the URL's host (http://host:port/...).
-func NewHTTPClient() *http.Client {
+// NewHTTPClient returns an HTTP client whose plaintext connections go to
+// the cluster port of the node named in the URL's host (http://host:port/...).
+// For tests: a node's calls go through its listener's Network.
+func NewHTTPClient() *http.Client { return (*Network)(nil).HTTPClient() }
+
+// HTTPClient returns an HTTP client whose connections go to the cluster
+// port of the node named in the URL's host (http://host:port/...), through
+// this Network: the URL stays http, the TLS is underneath.
+func (n *Network) HTTPClient() *http.Client {
 	tr := &http.Transport{
 		// A node cut off the network does not refuse connections, it just
 		// never answers: give up on a dial quickly so the caller can try
@@ -24,7 +30,7 @@ func NewHTTPClient() *http.Client {
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 			defer cancel()
-			return Dial(ctx, addr, KindRPC)
+			return n.Dial(ctx, addr, KindRPC)
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,

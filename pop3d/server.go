@@ -86,6 +86,10 @@ type Config struct {
 	Timeout        time.Duration
 	MaxConnections int
 	MaxLineLength  int // octets per command line, CRLF included
+
+	// MaxConnectionsPerIP bounds the concurrent sessions of one client
+	// address; 0 allows any number.
+	MaxConnectionsPerIP int
 }
 
 // Defaults for zero Config fields.
@@ -111,6 +115,7 @@ type Server struct {
 
 	sem      chan struct{} // one token per open session
 	refusers chan struct{} // bounds goroutines answering refused connections
+	perIP    *throttle.Conns
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -171,6 +176,7 @@ func New(cfg Config, b Backend, limiter *throttle.Limiter, log *slog.Logger, reg
 		log:      log.With("listener", cfg.Name),
 		m:        m,
 		sem:      make(chan struct{}, cfg.MaxConnections),
+		perIP:    throttle.NewConns(cfg.MaxConnectionsPerIP),
 		refusers: make(chan struct{}, 64),
 		sessions: map[*session]struct{}{},
 		quit:     make(chan struct{}),
@@ -242,11 +248,25 @@ func (s *Server) Serve() error {
 		backoff = 0
 		select {
 		case s.sem <- struct{}{}:
+			if !s.perIP.Acquire(remoteIP(c)) {
+				<-s.sem
+				s.refuse(c, "-ERR [SYS/TEMP] Too many connections from your address")
+				continue
+			}
 			s.start(c)
 		default:
-			s.refuse(c)
+			s.refuse(c, "-ERR [SYS/TEMP] too many connections")
 		}
 	}
+}
+
+// remoteIP is the client's address without the port, as sessions keep it.
+func remoteIP(c net.Conn) string {
+	ip, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return ip
 }
 
 func isTemporary(err error) bool {
@@ -262,6 +282,7 @@ func (s *Server) start(c net.Conn) {
 		// Registering now would race Shutdown's wait.
 		s.mu.Unlock()
 		c.Close()
+		s.perIP.Release(sess.ip)
 		<-s.sem
 		return
 	}
@@ -276,6 +297,7 @@ func (s *Server) start(c net.Conn) {
 			delete(s.sessions, sess)
 			s.mu.Unlock()
 			s.m.active.Dec()
+			s.perIP.Release(sess.ip)
 			<-s.sem
 			s.wg.Done()
 		}()
@@ -293,7 +315,7 @@ func (s *Server) start(c net.Conn) {
 // refuse answers a connection over the limit, as RFC 2449 suggests, and
 // closes it. Its goroutines are bounded too: in a flood the extra
 // connections are just closed.
-func (s *Server) refuse(c net.Conn) {
+func (s *Server) refuse(c net.Conn, reply string) {
 	s.m.refused.Inc()
 	select {
 	case s.refusers <- struct{}{}:
@@ -313,7 +335,7 @@ func (s *Server) refuse(c net.Conn) {
 			}
 			c = tc
 		}
-		_, _ = c.Write([]byte("-ERR [SYS/TEMP] too many connections\r\n"))
+		_, _ = c.Write([]byte(reply + "\r\n"))
 	}()
 }
 

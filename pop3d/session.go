@@ -425,6 +425,12 @@ func (ss *session) auth(cmd command) bool {
 // maildrop snapshot. It reports whether the session goes on.
 func (ss *session) login(user, pass string) bool {
 	keyIP, keyUser := "ip:"+ss.ip, "user:"+strings.ToLower(user)
+	if ss.s.limiter.Locked(keyIP, keyUser) {
+		ss.log.Warn("login refused: locked out", "user", user)
+		ss.reply("-ERR [AUTH] too many failed attempts, try later")
+		ss.authFailures++
+		return ss.authFailures < maxAuthFailures
+	}
 	if d := ss.s.limiter.Delay(keyIP, keyUser); d > 0 {
 		if err := ss.w.Flush(); err != nil {
 			return false

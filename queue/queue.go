@@ -41,6 +41,7 @@ type Recipient struct {
 	Orig        string    `json:"orig,omitempty"`   // the RCPT TO address when an alias expanded
 	Node        string    `json:"node"`             // the node that delivers it
 	Remote      bool      `json:"remote,omitempty"` // delivered out through DNS, not into a mailbox here
+	Junk        bool      `json:"junk,omitempty"`   // into the Junk mailbox (DMARC quarantine); older nodes ignore it: INBOX
 	State       string    `json:"state"`
 	Attempts    int       `json:"attempts,omitempty"`
 	LastReply   string    `json:"last_reply,omitempty"`

@@ -32,7 +32,7 @@ func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, 
 	}
 	e := queue.Entry{ID: id, From: from, Created: time.Now().UTC(), Size: int64(len(body)), Node: r.members.Name(), Holders: holders}
 	for _, t := range targets {
-		e.Recipients = append(e.Recipients, queue.Recipient{Addr: t.Addr, Orig: t.Orig, Node: t.Node, Remote: t.Remote, State: queue.StatePending})
+		e.Recipients = append(e.Recipients, queue.Recipient{Addr: t.Addr, Orig: t.Orig, Node: t.Node, Remote: t.Remote, Junk: t.Junk, State: queue.StatePending})
 	}
 	t1 := time.Now()
 	err = r.queue.Add(ctx, e)

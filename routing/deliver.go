@@ -198,7 +198,7 @@ func (r *Router) deliverLocal(lg *slog.Logger, e queue.Entry, i int, body []byte
 	if acc, ok, err := r.dir.Account(rc.Addr); err == nil && ok {
 		quota = acc.Quota
 	}
-	uid, dup, err := r.batch.Deliver(rc.Addr, mailstore.Delivery{Key: e.ID + "/" + rc.Addr, Date: e.Created, Body: body, Quota: quota})
+	uid, dup, err := r.batch.Deliver(rc.Addr, mailstore.Delivery{Key: e.ID + "/" + rc.Addr, Date: e.Created, Body: body, Quota: quota, Junk: rc.Junk})
 	if errors.Is(err, mailstore.ErrOverQuota) {
 		lg.Info("delivery deferred: mailbox over quota", "rcpt", rc.Addr)
 		r.m.attempts.WithLabelValues("local", "4xx").Inc()

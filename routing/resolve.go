@@ -21,6 +21,7 @@ type Target struct {
 	Orig   string // the address given at RCPT, when it differs
 	Node   string // the account's owner node; for a remote address, this node
 	Remote bool   // delivered out through DNS
+	Junk   bool   // into the Junk mailbox, not INBOX (DMARC quarantine)
 }
 
 // Resolve expands a recipient address into mailbox targets from this

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"clustermail/throttle"
 )
 
 // Metrics are shared by a node's SMTP listeners, labelled by listener.
@@ -49,6 +52,11 @@ type limitListener struct {
 	name     string
 	hostname string
 	idle     time.Duration // read timeout while a message is transferred
+
+	perIP       *throttle.Conns // nil: no limit per client address
+	maxCommands int             // see overLimit; 0: no limit
+	implicitTLS *tls.Config     // refusals are answered inside TLS
+	refusers    chan struct{}   // bounds goroutines answering refusals
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -59,15 +67,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.sem <- struct{}{}:
+			ip := remoteIP(c)
+			if !l.perIP.Acquire(ip) {
+				<-l.sem
+				l.refuse(c, "Too many connections from your address")
+				continue
+			}
 			l.m.active.WithLabelValues(l.name).Inc()
-			return &countingConn{Conn: c, l: l, bol: true, idle: l.idle}, nil
+			return &countingConn{Conn: c, l: l, bol: true, idle: l.idle, ip: ip}, nil
 		default:
-			l.m.refused.WithLabelValues(l.name).Inc()
-			go func() {
-				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				_, _ = c.Write([]byte("421 4.7.0 " + l.hostname + " Too many connections, try again later\r\n"))
-				c.Close()
-			}()
+			l.refuse(c, "Too many connections, try again later")
 		}
 	}
 }
@@ -83,8 +92,12 @@ type countingConn struct {
 	code []byte
 
 	idle     time.Duration
-	inData   atomic.Bool // a message is being transferred: the timeout is per read
-	eof      atomic.Bool // the client has closed its side
+	ip       string
+	commands atomic.Int64 // answered since the last accepted message (see limits.go)
+	tls      atomic.Bool  // replies are encrypted from here on
+	closing  atomic.Bool  // closed for too many commands: go-smtp's replies are dropped
+	inData   atomic.Bool  // a message is being transferred: the timeout is per read
+	eof      atomic.Bool  // the client has closed its side
 	timedOut atomic.Bool
 }
 
@@ -102,6 +115,9 @@ type countingConn struct {
 func (c *countingConn) Read(p []byte) (int, error) {
 	if c.timedOut.Load() {
 		return 0, errStickyTimeout
+	}
+	if err := c.overLimit(); err != nil {
+		return 0, err
 	}
 	// Replies wait in the buffer until the server reads again: SMTP is
 	// request and reply, so before it waits for the client everything it
@@ -165,12 +181,26 @@ var fixedReplies = map[string]string{
 var txFailed = []byte("554 5.0.0 Error: transaction failed: ")
 
 func (c *countingConn) Write(p []byte) (int, error) {
+	if c.closing.Load() {
+		return len(p), nil
+	}
+	if c.countWrite(p) {
+		c.wmu.Lock()
+		c.out = append(c.out, p...)
+		c.wmu.Unlock()
+		if err := c.flushIfBig(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	out := p
 	if c.bol && len(p) > 2 && bytes.IndexByte(p, '\n') == len(p)-1 && bytes.HasSuffix(p, []byte("\r\n")) {
 		if fixed, ok := fixedReplies[string(p[:len(p)-2])]; ok {
 			out = []byte(fixed + "\r\n")
 		} else if bytes.HasPrefix(p, txFailed) {
 			out = []byte("451 4.4.2 Error reading the message\r\n")
+		} else {
+			out = cleanReply(p)
 		}
 	}
 	for _, b := range out {
@@ -184,6 +214,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 			if len(c.code) == 4 && c.code[3] == ' ' {
 				if _, err := strconv.Atoi(string(c.code[:3])); err == nil {
 					c.l.m.replies.WithLabelValues(c.l.name, string(c.code[:3])).Inc()
+					c.commands.Add(1)
 				}
 			}
 		}
@@ -193,14 +224,22 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	c.out = append(c.out, out...)
+	c.wmu.Unlock()
+	if err := c.flushIfBig(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flushIfBig sends the buffered replies when they are many.
+func (c *countingConn) flushIfBig() error {
+	c.wmu.Lock()
 	big := len(c.out) >= 16<<10
 	c.wmu.Unlock()
 	if big {
-		if err := c.flush(); err != nil {
-			return 0, err
-		}
+		return c.flush()
 	}
-	return len(p), nil
+	return nil
 }
 
 // flush sends the buffered replies.
@@ -216,8 +255,13 @@ func (c *countingConn) flush() error {
 }
 
 func (c *countingConn) Close() error {
-	_ = c.flush() // a last reply, such as 221 or 421
+	// A last reply, such as 221 or 421. A closing tls.Conn has just set
+	// the write deadline to now, after queueing its close_notify: without
+	// a new one the reply and the alert would be lost.
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = c.flush()
 	c.once.Do(func() {
+		c.l.perIP.Release(c.ip)
 		<-c.l.sem
 		c.l.m.active.WithLabelValues(c.l.name).Dec()
 	})

@@ -43,6 +43,13 @@ type Config struct {
 	MaxLineLength   int           // octets per line, CRLF included (RFC 5321: 1000)
 	Timeout         time.Duration // idle time allowed for one command or data line
 	MaxConnections  int
+	Signer          Signer   // DKIM-signs authenticated submissions; nil: no signing
+	MailAuth        MailAuth // SPF, DKIM, DMARC for inbound mail from strangers (mailauth.go); nil: no checks
+
+	// Limits against abuse (limits.go); zero values mean none.
+	MaxConnectionsPerIP int               // concurrent connections per client address
+	SendRate            *throttle.Rate    // messages per authenticated account and hour, shared by the submission listeners
+	Logins              *throttle.Limiter // failed logins, shared with IMAP and POP3; nil makes a private one
 }
 
 // Router is what the listener needs from routing.
@@ -75,7 +82,10 @@ func New(cfg Config, router Router, auth Authenticator, log *slog.Logger, m *Met
 	if cfg.ImplicitTLS && cfg.TLS == nil {
 		return nil, fmt.Errorf("smtp %s: implicit TLS needs a certificate (--tls-cert, --tls-key)", cfg.Name)
 	}
-	s := &Server{cfg: cfg, router: router, auth: auth, authLimit: throttle.New(), log: log.With("listener", cfg.Name), m: m}
+	if cfg.Logins == nil {
+		cfg.Logins = throttle.New()
+	}
+	s := &Server{cfg: cfg, router: router, auth: auth, authLimit: cfg.Logins, log: log.With("listener", cfg.Name), m: m}
 	// Expose every series of this listener from the start, at zero.
 	m.sessions.WithLabelValues(cfg.Name)
 	m.active.WithLabelValues(cfg.Name)
@@ -103,9 +113,12 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("smtp listen %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: s.m, name: s.cfg.Name,
-		hostname: s.cfg.Hostname, idle: s.cfg.Timeout}
+	l := &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: s.m, name: s.cfg.Name,
+		hostname: s.cfg.Hostname, idle: s.cfg.Timeout,
+		perIP: throttle.NewConns(s.cfg.MaxConnectionsPerIP), maxCommands: maxCommands, refusers: make(chan struct{}, 64)}
+	s.ln = l
 	if s.cfg.ImplicitTLS {
+		l.implicitTLS = s.cfg.TLS
 		s.ln = tls.NewListener(s.ln, s.cfg.TLS)
 	}
 	return nil

@@ -28,6 +28,7 @@ type session struct {
 	rcpts   []string // as given, for the Received header
 	targets []routing.Target
 	account string // the authenticated account, submission only
+	sent    int    // messages accepted in this session (limits.go)
 }
 
 func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
@@ -44,6 +45,9 @@ func (s *session) Reset() {
 func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.checkMail(); err != nil {
+		return err
+	}
 	var size int64
 	if opts != nil {
 		size = opts.Size
@@ -151,14 +155,25 @@ func (s *session) Data(r io.Reader) error {
 		return smtpErr(451, smtp.EnhancedCode{4, 4, 2}, "Connection closed before the end of the message")
 	}
 	msg := buf.Bytes()
+	// Bounds first: a message about to be refused is not worth signing.
+	if err := checkHeaders(msg); err != nil {
+		s.s.log.Info("message refused", "queue_id", id, "remote", s.remote, "reason", err)
+		return err
+	}
 	if s.account != "" {
 		msg = completeHeaders(msg, s.s.cfg.Hostname, id, time.Now())
+		msg = s.sign(msg, id)
+	}
+	msg, authErr := s.checkAuth(id, msg)
+	if authErr != nil {
+		return authErr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.s.router.Accept(ctx, id, s.from, s.targets, msg); err != nil {
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Message not queued, try again later (%s)", id)
 	}
+	s.accepted()
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", id)
 }
 
@@ -210,8 +225,10 @@ func domainOf(addr string) string {
 }
 
 // plausibleAddress is a cheap syntax check before any lookup; the
-// directory does the real validation.
+// directory does the real validation. Control characters (NUL included)
+// are refused here: go-smtp echoes an accepted sender in its reply.
 func plausibleAddress(a string) bool {
 	i := strings.LastIndexByte(a, '@')
-	return i > 0 && i < len(a)-1 && len(a) <= 254 && utf8.ValidString(a) && !strings.ContainsAny(a, " \t\r\n<>")
+	return i > 0 && i < len(a)-1 && len(a) <= 254 && utf8.ValidString(a) && !strings.ContainsAny(a, " <>") &&
+		!strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }

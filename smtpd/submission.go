@@ -58,6 +58,10 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 func (s *submissionSession) login(user, pass string) error {
 	ip, _, _ := net.SplitHostPort(s.remote)
 	keyIP, keyUser := "ip:"+ip, "user:"+strings.ToLower(user)
+	if s.s.authLimit.Locked(keyIP, keyUser) {
+		s.s.log.Warn("authentication refused: locked out", "remote", s.remote, "user", user)
+		return errAuthLocked
+	}
 	if d := s.s.authLimit.Delay(keyIP, keyUser); d > 0 {
 		time.Sleep(d)
 	}

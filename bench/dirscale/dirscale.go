@@ -504,6 +504,10 @@ func metric(ctx context.Context, apiURL, name string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// /metrics needs the API token when the cluster has one (--api-token-file).
+	if token := os.Getenv("CLUSTERMAIL_TOKEN"); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err

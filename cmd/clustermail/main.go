@@ -26,7 +26,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newDevCmd())
+	root.AddCommand(newServerCmd(), newDevCmd(), newTLSCmd(), newKeygenCmd())
 	addOperatorCommands(root)
 	return root
 }

@@ -32,11 +32,13 @@ func addOperatorCommands(root *cobra.Command) {
 	root.AddCommand(
 		newClusterCmd(),
 		newDomainCmd(),
+		newDKIMCmd(),
 		newUserCmd(),
 		newAliasCmd(),
 		newMailboxCmd(),
 		newQueueCmd(),
 		newBenchCmd(),
+		newKeyringCmd(),
 	)
 }
 
