@@ -362,19 +362,26 @@ func RCPTLatency(ctx context.Context, smtpAddr string, sessions, rcpts int, want
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, bad, err := rcptSession(ctx, smtpAddr, &next, rcpts, want, pick)
-			mu.Lock()
-			defer mu.Unlock()
-			all = append(all, d...)
-			errs += len(bad)
-			for _, b := range bad {
-				codes[b.code]++
-				if len(examples) < 5 {
-					examples = append(examples, fmt.Sprintf("%d %s", b.code, b.addr))
+			// A session ends after rcptsPerSession lookups (the server caps
+			// commands per session) and the next one takes over.
+			for ctx.Err() == nil && int(next.Load()) < rcpts {
+				d, bad, err := rcptSession(ctx, smtpAddr, &next, rcpts, want, pick)
+				mu.Lock()
+				all = append(all, d...)
+				errs += len(bad)
+				for _, b := range bad {
+					codes[b.code]++
+					if len(examples) < 5 {
+						examples = append(examples, fmt.Sprintf("%d %s", b.code, b.addr))
+					}
 				}
-			}
-			if err != nil && firstErr == nil {
-				firstErr = err
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
 			}
 		}()
 	}
@@ -391,6 +398,10 @@ func RCPTLatency(ctx context.Context, smtpAddr string, sessions, rcpts int, want
 	l := Lookup{RCPTs: len(all), Errors: errs, Codes: codes, Examples: examples, P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: at(1), PerSec: float64(len(all)) / el.Seconds()}
 	return l, firstErr
 }
+
+// rcptsPerSession keeps a session well under the server's cap on commands
+// without an accepted message (2000: smtpd's maxCommands).
+const rcptsPerSession = 1000
 
 type badReply struct {
 	code int
@@ -438,7 +449,7 @@ func rcptSession(ctx context.Context, addr string, next *atomic.Int64, total, wa
 	var errs []badReply
 	inTxn := 0
 	defer func() { _, _ = cmd("QUIT") }()
-	for ctx.Err() == nil {
+	for n := 0; ctx.Err() == nil && n < rcptsPerSession; n++ {
 		i := int(next.Add(1)) - 1
 		if i >= total {
 			break
