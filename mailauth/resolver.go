@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"clustermail/dnsclient"
 )
 
 // Resolver answers the DNS questions of SPF, DKIM and DMARC. Its methods
@@ -52,25 +54,11 @@ const (
 // NewDNSResolver asks the server at addr (host:port), or the servers of
 // /etc/resolv.conf when addr is empty.
 func NewDNSResolver(addr string) (*DNSResolver, error) {
-	r := &DNSResolver{perTry: time.Second}
-	if addr != "" {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("mailauth: DNS server address %q: %w", addr, err)
-		}
-		r.servers = []string{addr}
-		return r, nil
-	}
-	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	servers, _, err := dnsclient.Servers(addr)
 	if err != nil {
-		return nil, fmt.Errorf("mailauth: reading system DNS servers: %w", err)
+		return nil, fmt.Errorf("mailauth: %w", err)
 	}
-	if len(cc.Servers) == 0 {
-		return nil, errors.New("mailauth: /etc/resolv.conf lists no nameserver")
-	}
-	for _, s := range cc.Servers {
-		r.servers = append(r.servers, net.JoinHostPort(s, cc.Port))
-	}
-	return r, nil
+	return &DNSResolver{servers: servers, perTry: time.Second}, nil
 }
 
 // LookupTXT returns one string per record, its character-strings joined,
@@ -163,14 +151,14 @@ func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) (*dn
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(qname, qtype)
-	m.SetEdns0(1232, false)
+	m.SetEdns0(dnsclient.EDNSSize, false)
 	last := &net.DNSError{Err: "no DNS server answered", Name: name, IsTemporary: true}
 	for round := 0; round < 2; round++ {
 		for _, srv := range r.servers {
 			if ctx.Err() != nil {
 				return nil, &net.DNSError{Err: "lookup budget spent", Name: name, IsTimeout: true}
 			}
-			resp, err := r.exchange(ctx, m, srv)
+			resp, err := dnsclient.Exchange(ctx, m, srv, r.perTry)
 			if err != nil {
 				var ne net.Error
 				timeout := errors.As(err, &ne) && ne.Timeout()
@@ -192,16 +180,6 @@ func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) (*dn
 		}
 	}
 	return nil, last
-}
-
-// exchange sends m over UDP, then over TCP if the answer was truncated.
-func (r *DNSResolver) exchange(ctx context.Context, m *dns.Msg, srv string) (*dns.Msg, error) {
-	resp, _, err := (&dns.Client{Net: "udp", Timeout: r.perTry}).ExchangeContext(ctx, m, srv)
-	if err != nil || !resp.Truncated {
-		return resp, err
-	}
-	resp, _, err = (&dns.Client{Net: "tcp", Timeout: r.perTry}).ExchangeContext(ctx, m, srv)
-	return resp, err
 }
 
 // down reports whether the servers are taken for unreachable.
@@ -227,7 +205,7 @@ func (r *DNSResolver) probe() {
 	alive := false
 	for _, srv := range r.servers {
 		ctx, cancel := context.WithTimeout(context.Background(), r.perTry)
-		_, err := r.exchange(ctx, m, srv)
+		_, err := dnsclient.Exchange(ctx, m, srv, r.perTry)
 		cancel()
 		if err == nil {
 			alive = true

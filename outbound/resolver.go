@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"clustermail/dnsclient"
 )
 
 // Resolver answers the DNS questions delivery needs. DNSResolver is the
@@ -32,10 +34,6 @@ type Resolver interface {
 var ErrNotFound = errors.New("domain name does not exist")
 
 const (
-	// ednsSize is the UDP payload size we advertise: the DNS flag day 2020
-	// value, small enough to avoid IP fragmentation. Bigger answers come back
-	// truncated and are asked again over TCP.
-	ednsSize = 1232
 	// defaultDNSTimeout bounds one query to one server when resolv.conf
 	// does not say; the caller's context bounds the whole lookup.
 	defaultDNSTimeout = 5 * time.Second
@@ -54,27 +52,14 @@ type DNSResolver struct {
 // over UDP, falling back to TCP when an answer is truncated. An empty addr
 // means the servers listed in /etc/resolv.conf.
 func NewDNSResolver(addr string) (*DNSResolver, error) {
-	if addr != "" {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("outbound: DNS server address %q: %w", addr, err)
-		}
-		return &DNSResolver{servers: []string{addr}, timeout: defaultDNSTimeout}, nil
-	}
-	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	servers, timeout, err := dnsclient.Servers(addr)
 	if err != nil {
-		return nil, fmt.Errorf("outbound: reading system DNS servers: %w", err)
+		return nil, fmt.Errorf("outbound: %w", err)
 	}
-	if len(cc.Servers) == 0 {
-		return nil, errors.New("outbound: /etc/resolv.conf lists no nameserver")
+	if timeout == 0 {
+		timeout = defaultDNSTimeout
 	}
-	r := &DNSResolver{timeout: defaultDNSTimeout}
-	if cc.Timeout > 0 {
-		r.timeout = time.Duration(cc.Timeout) * time.Second
-	}
-	for _, s := range cc.Servers {
-		r.servers = append(r.servers, net.JoinHostPort(s, cc.Port))
-	}
-	return r, nil
+	return &DNSResolver{servers: servers, timeout: timeout}, nil
 }
 
 // LookupMX returns the MX records of domain, in the order of the answer.
@@ -139,11 +124,11 @@ func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) (*dn
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(qname, qtype)
-	m.SetEdns0(ednsSize, false)
+	m.SetEdns0(dnsclient.EDNSSize, false)
 
 	var lastErr error
 	for _, srv := range r.servers {
-		resp, err := r.exchange(ctx, m, srv)
+		resp, err := dnsclient.Exchange(ctx, m, srv, r.timeout)
 		if err != nil {
 			lastErr = fmt.Errorf("dns %s: server %s: %w", what, srv, err)
 			if ctx.Err() != nil {
@@ -161,25 +146,6 @@ func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) (*dn
 		}
 	}
 	return nil, lastErr
-}
-
-// exchange sends m to srv over UDP and asks again over TCP when the answer
-// is truncated (RFC 1035 4.2.1, RFC 7766).
-func (r *DNSResolver) exchange(ctx context.Context, m *dns.Msg, srv string) (*dns.Msg, error) {
-	udp := &dns.Client{Net: "udp", Timeout: r.timeout}
-	resp, _, err := udp.ExchangeContext(ctx, m, srv)
-	if err != nil {
-		return nil, err
-	}
-	if !resp.Truncated {
-		return resp, nil
-	}
-	tcp := &dns.Client{Net: "tcp", Timeout: r.timeout}
-	resp, _, err = tcp.ExchangeContext(ctx, m, srv)
-	if err != nil {
-		return nil, fmt.Errorf("over TCP after a truncated UDP answer: %w", err)
-	}
-	return resp, nil
 }
 
 func rcodeString(rcode int) string {
