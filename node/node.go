@@ -224,6 +224,14 @@ func (n *Node) goServe(what string, serve func() error) {
 // so the synced commits of every path (a body stored, a log entry appended,
 // a message delivered) share fsyncs instead of queueing behind each other.
 func (n *Node) openStores() error {
+	// Before the shared database each store had a directory of its own.
+	// Opening such a data dir as if new would drop its mailboxes, queued
+	// bodies and Raft vote without a word: refuse instead.
+	for _, old := range []string{"state", "mail", "spool", filepath.Join("raft", "log")} {
+		if _, err := os.Stat(filepath.Join(n.cfg.DataDir, old)); err == nil {
+			return fmt.Errorf("%s holds the older one-database-per-store layout (%s): this version cannot read it: keep running the version that wrote it (README, Rolling restart and upgrade)", n.cfg.DataDir, old)
+		}
+	}
 	var err error
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref()
