@@ -123,6 +123,15 @@ func saveKeyring(dir string, kr *memberlist.Keyring) error {
 		os.Remove(tmp)
 		return fmt.Errorf("save the gossip keyring: %w", err)
 	}
+	// The rename is durable only once the directory is: a crash must not
+	// bring back a keyring whose keys the cluster has since removed.
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("save the gossip keyring: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -187,6 +196,13 @@ func (c *Cluster) KeyringLocal(op, key string) (KeyringState, error) {
 // skipped and dead ones reported as not reached (restart them with the new
 // key, see the README). Results come in member order.
 func (c *Cluster) KeyringAll(ctx context.Context, op, key string) []KeyringState {
+	if op == KeyringUse {
+		// Switching only some nodes to a key the others lack would split
+		// gossip: the others could no longer read them. All or none.
+		if states, ok := c.installedEverywhere(ctx, key); !ok {
+			return states
+		}
+	}
 	members := c.table.list()
 	out := make([]KeyringState, len(members))
 	var wg sync.WaitGroup
@@ -248,4 +264,35 @@ func (c *Cluster) handleKeyring(w http.ResponseWriter, r *http.Request) {
 		st.Error = err.Error()
 	}
 	_ = json.NewEncoder(w).Encode(st)
+}
+
+// installedEverywhere lists every node's keys and reports whether key is
+// installed on all of them; if not, the states say, node by node, why the
+// operation was refused.
+func (c *Cluster) installedEverywhere(ctx context.Context, key string) ([]KeyringState, bool) {
+	k, err := DecodeGossipKey(key)
+	if err != nil {
+		return []KeyringState{{Node: c.cfg.Name, Error: err.Error()}}, false
+	}
+	want := base64.StdEncoding.EncodeToString(k)
+	states := c.KeyringAll(ctx, KeyringList, "")
+	ok := true
+	for i := range states {
+		switch {
+		case states[i].Error != "":
+			ok = false
+			states[i].Error = "use refused, nothing changed: " + states[i].Error
+		case !slices.Contains(states[i].Keys, want):
+			ok = false
+			states[i].Error = "use refused, nothing changed: the key is not installed here (run keyring install again)"
+		}
+	}
+	if !ok {
+		for i := range states {
+			if states[i].Error == "" {
+				states[i].Error = "use refused, nothing changed: other nodes lack the key"
+			}
+		}
+	}
+	return states, ok
 }

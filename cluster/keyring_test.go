@@ -156,6 +156,21 @@ func TestKeyringRotationAcrossNodes(t *testing.T) {
 			t.Fatalf("use of an uninstalled key accepted on %s", r.Node)
 		}
 	}
+	// Installed on one node only: use is refused everywhere and no node
+	// switches, or gossip would split.
+	if _, err := a.KeyringLocal(KeyringInstall, k2); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range b.KeyringAll(ctx, KeyringUse, k2) {
+		if r.Error == "" {
+			t.Fatalf("use of a key missing on some nodes accepted on %s", r.Node)
+		}
+	}
+	for _, n := range nodes {
+		if st, _ := n.KeyringLocal(KeyringList, ""); st.Primary != k1 {
+			t.Fatalf("%s switched to the new key although others lack it", st.Node)
+		}
+	}
 	check("install", b.KeyringAll(ctx, KeyringInstall, k2), k1, k1, k2)
 	check("use", c.KeyringAll(ctx, KeyringUse, k2), k2, k1, k2)
 	for _, r := range a.KeyringAll(ctx, KeyringRemove, k2) {
