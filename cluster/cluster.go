@@ -89,7 +89,7 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	c := &Cluster{
 		cfg:     cfg,
 		log:     lg,
-		rpc:     ln.Network().HTTPClient(),
+		rpc:     ln.HTTPClient(),
 		secure:  ln.Network().Secure(),
 		table:   newMemberTable(),
 		events:  make(chan struct{}, 1),

@@ -125,7 +125,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	// Every node-to-node call goes through the listener's network.
-	n.rpc = n.peerLn.Network().HTTPClient()
+	n.rpc = n.peerLn.HTTPClient()
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft"), 2, nil)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)

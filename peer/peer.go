@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -37,6 +38,9 @@ type Listener struct {
 	subs map[byte]*subListener
 	done chan struct{}
 	once sync.Once
+
+	rpcOnce sync.Once
+	rpc     *http.Client
 }
 
 // Addr is the cluster address as configured (host:port, possibly a name),
@@ -78,6 +82,14 @@ func (l *Listener) RPC() net.Listener { return l.subs[KindRPC] }
 // Network is how this listener's node meets the others: dial through it so
 // that both ends speak the same (plaintext or TLS).
 func (l *Listener) Network() *Network { return l.net }
+
+// HTTPClient is the node's one client for RPC to other nodes, through this
+// listener's Network: one pool of connections (and of TLS sessions) per
+// peer, whoever in the node makes the call.
+func (l *Listener) HTTPClient() *http.Client {
+	l.rpcOnce.Do(func() { l.rpc = l.net.HTTPClient() })
+	return l.rpc
+}
 
 // Close stops accepting on the cluster port.
 func (l *Listener) Close() error {
