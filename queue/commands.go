@@ -76,6 +76,11 @@ func (q *Queue) applyUpdate(tx *raftstore.Tx, p []byte) error {
 	if !ok {
 		return raftstore.Errorf(raftstore.CodeNotFound, "queue entry %s does not exist", u.ID)
 	}
+	if len(u.Results) == 0 && !u.DelayNotified && u.Notice == nil {
+		// An empty report is a read barrier (routing, before a remote
+		// delivery): it is answered, and changes nothing on any node.
+		return nil
+	}
 	before := e.Recipients
 	e.Recipients = append([]Recipient(nil), before...)
 	changed := false

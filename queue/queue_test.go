@@ -56,6 +56,17 @@ func TestQueueLifecycle(t *testing.T) {
 	if err := q.Add(ctx, e); err != nil {
 		t.Fatal(err)
 	}
+	// An empty report (the read barrier before a remote delivery) is
+	// answered and wakes nobody: nothing changed.
+	changed = q.Changed()
+	if err := q.Report(ctx, "Q1", "n1", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+		t.Fatal("an empty report signalled a change")
+	default:
+	}
 	assigned := func(n string) []string { ids, err := q.Assigned(n); must(err); return ids }
 	if got := assigned("n1"); len(got) != 1 || got[0] != "Q1" {
 		t.Fatalf("n1 assigned %v", got)
