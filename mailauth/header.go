@@ -136,14 +136,3 @@ func headerValues(msg []byte, name string) []string {
 	}
 	return vs
 }
-
-// FirstFieldEnd returns where the first header field of msg ends,
-// continuation lines included: smtpd puts its own Received there, which
-// is no part of what the sender signed.
-func FirstFieldEnd(msg []byte) int {
-	fs := headerFields(msg)
-	if len(fs) == 0 {
-		return 0
-	}
-	return fs[0].end
-}

@@ -56,16 +56,6 @@ func TestAuthservIDOf(t *testing.T) {
 	}
 }
 
-func TestFirstFieldEnd(t *testing.T) {
-	msg := "Received: from a\r\n\tby b; date\r\nFrom: x\r\n\r\nbody"
-	if got := msg[:FirstFieldEnd([]byte(msg))]; got != "Received: from a\r\n\tby b; date\r\n" {
-		t.Errorf("first field %q", got)
-	}
-	if FirstFieldEnd([]byte("\r\nbody")) != 0 {
-		t.Error("a message without header has no first field")
-	}
-}
-
 // FuzzStripForged: whatever the input, stripping keeps the body, only
 // removes whole header fields, leaves none of ours behind, and is
 // idempotent.

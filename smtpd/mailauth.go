@@ -23,13 +23,13 @@ type MailAuth interface {
 // returns the message to queue: with our Authentication-Results field on
 // top and any forged one claiming our name removed. A DMARC reject
 // refuses the message; quarantine sends it to the recipients' Junk.
-func (s *session) checkAuth(id string, msg []byte) ([]byte, error) {
+func (s *session) checkAuth(id string, msg []byte, rcvd int) ([]byte, error) {
 	ma := s.s.cfg.MailAuth
 	if ma == nil || s.account != "" || s.s.cfg.Mode != ModeInbound {
 		return msg, nil
 	}
-	// Our Received field comes first; the sender signed what follows.
-	rcvd := mailauth.FirstFieldEnd(msg)
+	// Our Received field, msg[:rcvd], comes first; the sender signed what
+	// follows.
 	host, _, _ := net.SplitHostPort(s.remote)
 	env := mailauth.Envelope{RemoteIP: net.ParseIP(host), Helo: s.conn.Hostname(), MailFrom: s.from}
 	v := ma.Check(context.Background(), env, msg[rcvd:])

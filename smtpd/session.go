@@ -119,6 +119,7 @@ func (s *session) Data(r io.Reader) error {
 	}()
 	buf.Reset()
 	s.writeReceived(buf, id)
+	rcvd := buf.Len() // our Received field; the sender's message follows
 	// With BDAT, go-smtp calls Data in a goroutine of its own and feeds it
 	// through a pipe, chunk by chunk; the chunks are counted in octets, so
 	// the session never loses its footing.
@@ -164,7 +165,7 @@ func (s *session) Data(r io.Reader) error {
 		msg = completeHeaders(msg, s.s.cfg.Hostname, id, time.Now())
 		msg = s.sign(msg, id)
 	}
-	msg, authErr := s.checkAuth(id, msg)
+	msg, authErr := s.checkAuth(id, msg, rcvd)
 	if authErr != nil {
 		return authErr
 	}
