@@ -127,7 +127,9 @@ func (r *Router) replicate(ctx context.Context, id string, targets []Target, bod
 
 func (r *Router) putRemote(ctx context.Context, addr, id string, body []byte) error {
 	// A holder that cannot take a body in 10 s is replaced by another.
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A second for each MiB on top of the dial and fsync: a 25 MB message
+	// between distant holders must not time out every retry.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second+time.Duration(len(body)>>20)*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "PUT", "http://"+addr+"/internal/spool/"+id, bytes.NewReader(body))
 	if err != nil {
