@@ -22,7 +22,7 @@ func (n *Node) startSMTP() error {
 	base := smtpd.Config{Hostname: cfg.Hostname, TLS: tlsConf, MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxRecipients: cfg.MaxRecipients, MaxLineLength: cfg.MaxLineLength, Timeout: cfg.SMTPTimeout,
 		MaxConnections: cfg.MaxConnections, MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
-		SendRate: n.limits.sendRate(cfg.MaxMessagesPerHour), Logins: n.limits.loginFailures()}
+		SendRate: n.sendRate, Logins: n.logins}
 	// Signing keys come from this node's replica; only authenticated
 	// submissions are signed (smtpd decides), inbound mail never is.
 	base.Signer = signing.New(n.dir, n.reg)

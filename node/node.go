@@ -32,6 +32,7 @@ import (
 	"clustermail/routing"
 	"clustermail/smtpd"
 	"clustermail/spool"
+	"clustermail/throttle"
 )
 
 // Node is one running clustermail node.
@@ -57,8 +58,13 @@ type Node struct {
 	smtp    *smtpd.Server
 	subs    []*smtpd.Server // submission listeners
 	access  *mailAccess
-	limits  limits // against abuse, shared by the mail listeners
-	readers []interface {
+	// Against abuse, shared by the mail listeners so a client gets one
+	// allowance whichever port it uses: failed logins lock an account or
+	// address out of SMTP AUTH, IMAP and POP3 together; the sending rate
+	// covers both submission ports.
+	logins   *throttle.Limiter
+	sendRate *throttle.Rate
+	readers  []interface {
 		Shutdown(context.Context) error
 	} // IMAP and POP3 listeners
 	certs *certs.Reloader
@@ -87,6 +93,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	// Not the named result: every failure returns nil, and the deferred
 	// clean-up below still needs the node.
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(),
+		logins: throttle.New(), sendRate: throttle.NewRate(cfg.MaxMessagesPerHour),
 		stopped: make(chan struct{}), leaveReq: make(chan struct{}, 1), hup: make(chan os.Signal, 1), clusterHup: make(chan os.Signal, 1)}
 	defer func() {
 		if err != nil {

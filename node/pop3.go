@@ -12,7 +12,7 @@ import (
 // login throttle and the same way to reach an account's mailboxes.
 func (n *Node) startAccess() error {
 	n.access = &mailAccess{self: n.cfg.Name, local: n.mail, dir: n.dir, cluster: n.cluster, n: n, clients: map[string]*mailrpc.Client{}}
-	limiter := n.limits.loginFailures()
+	limiter := n.logins
 	var tlsConf *tls.Config
 	if n.certs != nil {
 		tlsConf = n.certs.ServerConfig()
