@@ -67,6 +67,10 @@ type Cluster struct {
 	keyring *memberlist.Keyring // nil: gossip in clear
 	keyMu   sync.Mutex          // a keyring change and its saving go together
 	secure  bool                // the cluster port is mutual TLS
+	// refused remembers, for the leader's reconcile loop only, when a
+	// member's cluster port last failed mutual TLS: it is probed again a
+	// minute later, not on every pass (each probe can take seconds).
+	refused map[raft.ServerID]time.Time
 	rpc     *http.Client
 	table   *memberTable
 	events  chan struct{}

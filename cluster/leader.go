@@ -127,11 +127,19 @@ func (c *Cluster) reconcile() {
 				if c.secure && id != raft.ServerID(c.cfg.ID) {
 					// Gossip admits anyone with the gossip key; Raft only a
 					// node whose cluster port passes mutual TLS both ways.
+					if at, ok := c.refused[id]; ok && time.Since(at) < time.Minute {
+						continue
+					}
 					if _, err := c.peerServers(m.Meta.RaftAddr); err != nil {
+						if c.refused == nil {
+							c.refused = map[raft.ServerID]time.Time{}
+						}
+						c.refused[id] = time.Now()
 						c.log.Warn("reconcile: not adding a node whose cluster port fails mutual TLS", "node", m.Name,
 							"addr", m.Meta.RaftAddr, "err", err)
 						continue
 					}
+					delete(c.refused, id)
 				}
 				c.removeStaleAddress(servers, id, m.Meta.RaftAddr)
 				if voters < maxVoters {
