@@ -170,36 +170,19 @@ func (o *apiOptions) exportFolder(ctx context.Context, c *api.Client, cmd *cobra
 		return exportResult{}, opError("mailbox export", subject, err)
 	}
 	defer exp.Close()
-	out := cmdOut(cmd)
-	var tmp *os.File
-	if path != "" && path != "-" {
-		if tmp, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*"); err != nil {
-			return exportResult{}, fmt.Errorf("mailbox export: %w", err)
-		}
-		defer func() {
-			if tmp != nil {
-				tmp.Close()
-				os.Remove(tmp.Name())
-			}
-		}()
-		out = tmp
-	}
 	prog := po.newProgress(cmd, folder)
 	prog.totalMsgs = exp.Messages
 	m := &meter{wd: wd, prog: prog}
-	_, err = io.Copy(m.writer(out), exp)
-	m.done()
+	err = writeOutput(cmd, "mailbox export", path, func(out io.Writer) error {
+		_, err := io.Copy(m.writer(out), exp)
+		m.done()
+		if err != nil {
+			return opError("mailbox export", subject, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return exportResult{}, opError("mailbox export", subject, err)
-	}
-	if tmp != nil {
-		if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-			return exportResult{}, fmt.Errorf("mailbox export: %s: %w", path, err)
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return exportResult{}, fmt.Errorf("mailbox export: %w", err)
-		}
-		tmp = nil
+		return exportResult{}, err
 	}
 	return exportResult{Folder: folder, File: path, Messages: m.count.Messages, Bytes: m.count.Bytes}, nil
 }

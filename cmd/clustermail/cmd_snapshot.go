@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -85,39 +84,19 @@ func newSnapshotCmd(opts *apiOptions) *cobra.Command {
 }
 
 func (o *apiOptions) snapshotSave(ctx context.Context, c *api.Client, cmd *cobra.Command, path string, wd *watchdog, po *progressOptions) error {
-	var out io.Writer
-	var tmp *os.File
-	if path == "-" {
-		out = cmdOut(cmd)
-	} else {
-		// A partial file must never look like a backup: write beside the
-		// target, rename when complete and checked.
+	var info api.SnapshotInfo
+	err := writeOutput(cmd, "snapshot save", path, func(out io.Writer) error {
+		m := &meter{wd: wd, prog: po.newProgress(cmd, "snapshot")}
 		var err error
-		if tmp, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*"); err != nil {
-			return fmt.Errorf("snapshot save: %w", err)
+		info, err = c.SaveSnapshot(ctx, m.writer(out))
+		m.done()
+		if err != nil {
+			return opError("snapshot save", path, err)
 		}
-		defer func() {
-			if tmp != nil {
-				tmp.Close()
-				os.Remove(tmp.Name())
-			}
-		}()
-		out = tmp
-	}
-	m := &meter{wd: wd, prog: po.newProgress(cmd, "snapshot")}
-	info, err := c.SaveSnapshot(ctx, m.writer(out))
-	m.done()
+		return nil
+	})
 	if err != nil {
-		return opError("snapshot save", path, err)
-	}
-	if tmp != nil {
-		if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-			return fmt.Errorf("snapshot save: %s: %w", path, err)
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return fmt.Errorf("snapshot save: %w", err)
-		}
-		tmp = nil
+		return err
 	}
 	report := cmdOut(cmd)
 	if path == "-" {

@@ -2,14 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/spf13/cobra"
 )
 
 // maxCell is the width beyond which free-text cells (From, Subject) are cut,
@@ -142,4 +147,35 @@ func joinOr(list []string, none string) string {
 		return none
 	}
 	return strings.Join(list, ", ")
+}
+
+// writeOutput hands fill the command's output: stdout for "" and "-",
+// otherwise a temporary file beside path, synced and renamed to path once
+// fill succeeds, so a partial file never looks like a whole backup. fill's
+// error comes back as is; file errors are prefixed with what.
+func writeOutput(cmd *cobra.Command, what, path string, fill func(io.Writer) error) error {
+	if path == "" || path == "-" {
+		return fill(cmdOut(cmd))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
+		return fmt.Errorf("%s: %s: %w", what, path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	tmp = nil
+	return nil
 }
