@@ -2,10 +2,13 @@ package directory
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -146,29 +149,39 @@ func ValidateSelector(s string) error {
 	return nil
 }
 
-// checkPrivateKey refuses, before it enters the log, a key that no node
-// could sign with.
-func checkPrivateKey(alg, p string) error {
+// ParseDKIMKey reads a PKCS#8 PEM private key of a supported algorithm:
+// the one parser for keys entering the directory and keys signing.
+func ParseDKIMKey(p string) (crypto.Signer, error) {
 	b, _ := pem.Decode([]byte(p))
 	if b == nil {
-		return raftstore.Errorf(raftstore.CodeInvalid, "DKIM private key is not PEM")
+		return nil, errors.New("DKIM private key is not PEM")
 	}
 	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
 	if err != nil {
-		return raftstore.Errorf(raftstore.CodeInvalid, "DKIM private key: %v", err)
+		return nil, fmt.Errorf("DKIM private key: %w", err)
 	}
-	switch k.(type) {
-	case *rsa.PrivateKey:
-		// Keys under 1024 bits (RFC 8301) do not even parse since Go 1.24.
-		if alg != AlgRSA {
-			return raftstore.Errorf(raftstore.CodeInvalid, "DKIM key is RSA but algorithm is %q", alg)
-		}
+	switch k := k.(type) {
+	case *rsa.PrivateKey: // keys under 1024 bits (RFC 8301) do not even parse since Go 1.24
+		return k, nil
 	case ed25519.PrivateKey:
-		if alg != AlgEd25519 {
-			return raftstore.Errorf(raftstore.CodeInvalid, "DKIM key is Ed25519 but algorithm is %q", alg)
-		}
-	default:
-		return raftstore.Errorf(raftstore.CodeInvalid, "DKIM key type %T is not supported: use rsa or ed25519", k)
+		return k, nil
+	}
+	return nil, fmt.Errorf("DKIM key type %T is not supported: use rsa or ed25519", k)
+}
+
+// checkPrivateKey refuses, before it enters the log, a key that no node
+// could sign with.
+func checkPrivateKey(alg, p string) error {
+	k, err := ParseDKIMKey(p)
+	if err != nil {
+		return raftstore.Errorf(raftstore.CodeInvalid, "%v", err)
+	}
+	have := AlgRSA
+	if _, ok := k.(ed25519.PrivateKey); ok {
+		have = AlgEd25519
+	}
+	if have != alg {
+		return raftstore.Errorf(raftstore.CodeInvalid, "DKIM key is %s but algorithm is %q", have, alg)
 	}
 	return nil
 }

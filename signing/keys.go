@@ -4,7 +4,6 @@
 package signing
 
 import (
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -45,25 +44,6 @@ func GenerateKey(alg string) (string, error) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }
 
-// ParseKey reads a PKCS#8 PEM private key.
-func ParseKey(p string) (crypto.Signer, error) {
-	b, _ := pem.Decode([]byte(p))
-	if b == nil {
-		return nil, fmt.Errorf("DKIM private key is not PEM")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse DKIM private key: %w", err)
-	}
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return k, nil
-	case ed25519.PrivateKey:
-		return k, nil
-	}
-	return nil, fmt.Errorf("DKIM key type %T is not supported", k)
-}
-
 // RecordName is the DNS name of a key's TXT record, without the final dot.
 func RecordName(domain, selector string) string {
 	return selector + "._domainkey." + domain
@@ -73,7 +53,7 @@ func RecordName(domain, selector string) string {
 // SubjectPublicKeyInfo for RSA (what every verifier reads), the raw 32
 // bytes for Ed25519 (RFC 8463 3.1).
 func Record(k DKIMKey) (string, error) {
-	s, err := ParseKey(k.PrivateKey)
+	s, err := directory.ParseDKIMKey(k.PrivateKey)
 	if err != nil {
 		return "", err
 	}

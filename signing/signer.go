@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"clustermail/directory"
 )
 
 // Keys is where the signer finds a domain's keys: the node's local replica
@@ -117,7 +119,7 @@ func (s *Signer) key(p string) (crypto.Signer, error) {
 	if k, ok := s.parsed[p]; ok {
 		return k, nil
 	}
-	k, err := ParseKey(p)
+	k, err := directory.ParseDKIMKey(p)
 	if err != nil {
 		return nil, err
 	}
