@@ -89,10 +89,11 @@ func NewMboxWriter(w io.Writer) *MboxWriter {
 
 // Write appends one message.
 func (mw *MboxWriter) Write(m Message) error {
-	data := toLF(m.Data)
+	data := m.Data
 	var marks []string
-	if !bytes.Equal(toCRLF(data), m.Data) {
-		data = m.Data
+	if lfRoundTrips(data) {
+		data = toLF(data)
+	} else {
 		marks = append(marks, "raw")
 	}
 	noEOL := len(data) > 0 && data[len(data)-1] != '\n'
@@ -104,7 +105,7 @@ func (mw *MboxWriter) Write(m Message) error {
 	// header for ours.
 	marker := len(marks) > 0 || bytes.HasPrefix(data, []byte(markerHeader+":"))
 	var b bytes.Buffer
-	b.Grow(len(data) + 256)
+	b.Grow(256) // the From line and our headers; the body goes straight to mw.w
 	b.WriteString("From ")
 	b.WriteString(fromSender(m.Sender))
 	b.WriteByte(' ')
@@ -210,6 +211,17 @@ func toLF(b []byte) []byte {
 		return b
 	}
 	return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+}
+
+// lfRoundTrips reports whether toCRLF(toLF(b)) gives b back, without
+// building either: b has no bare LF and no CR doubled before an LF.
+func lfRoundTrips(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r' || i > 1 && b[i-2] == '\r') {
+			return false
+		}
+	}
+	return true
 }
 
 // toCRLF turns every LF that has no CR before it into CRLF.

@@ -273,3 +273,13 @@ func TestMaildirFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestLFRoundTrips(t *testing.T) {
+	for _, s := range []string{"", "a", "a\r\nb\r\n", "a\nb", "\n", "a\r\r\nb", "a\rb\r\n", "\r\n\r\n", "x\r", "\r\r\n", "a\r\n\nb"} {
+		b := []byte(s)
+		want := bytes.Equal(toCRLF(toLF(b)), b)
+		if got := lfRoundTrips(b); got != want {
+			t.Errorf("lfRoundTrips(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
