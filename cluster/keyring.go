@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,7 +216,7 @@ func (c *Cluster) KeyringAll(ctx context.Context, op, key string) []KeyringState
 			}
 			out[i] = st
 		case m.State != StateAlive:
-			out[i] = KeyringState{Node: m.Name, Error: "not reached: gossip says " + m.State}
+			out[i] = KeyringState{Node: m.Name, Error: notReached + m.State}
 		default:
 			wg.Add(1)
 			go func() {
@@ -226,7 +227,7 @@ func (c *Cluster) KeyringAll(ctx context.Context, op, key string) []KeyringState
 	}
 	wg.Wait()
 	return slices.DeleteFunc(out, func(s KeyringState) bool {
-		return s.Node == "" || s.Error == "not reached: gossip says "+StateLeft
+		return s.Node == "" || s.Error == notReached+StateLeft
 	})
 }
 
@@ -266,6 +267,8 @@ func (c *Cluster) handleKeyring(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(st)
 }
 
+const notReached = "not reached: gossip says "
+
 // installedEverywhere lists every node's keys and reports whether key is
 // installed on all of them; if not, the states say, node by node, why the
 // operation was refused.
@@ -279,6 +282,9 @@ func (c *Cluster) installedEverywhere(ctx context.Context, key string) ([]Keyrin
 	ok := true
 	for i := range states {
 		switch {
+		case strings.HasPrefix(states[i].Error, notReached):
+			// Down already: it catches up with install and use again when
+			// it is back (README), and must not hold up the others.
 		case states[i].Error != "":
 			ok = false
 			states[i].Error = "use refused, nothing changed: " + states[i].Error
