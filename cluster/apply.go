@@ -43,7 +43,12 @@ func (c *Cluster) Apply(ctx context.Context, cmd []byte) error {
 	}
 	wait := 20 * time.Millisecond
 	for {
-		err := c.applyOnce(ctx, cmd)
+		var err error
+		if c.groupable() {
+			err = c.group.propose(ctx, cmd)
+		} else {
+			err = c.applyOnce(ctx, cmd, raftstore.ReadsBack(ctx))
+		}
 		var r errRetry
 		if !errors.As(err, &r) {
 			return err
@@ -59,60 +64,76 @@ func (c *Cluster) Apply(ctx context.Context, cmd []byte) error {
 	}
 }
 
-func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) error {
-	if c.raft.State() == raft.Leader {
-		return c.applyLocal(ctx, cmd)
+// groupable reports whether commands may be grouped into multi entries:
+// only once every node of the cluster reads them.
+func (c *Cluster) groupable() bool {
+	servers := c.raft.GetConfiguration().Configuration().Servers
+	ids := make([]string, len(servers))
+	for i, s := range servers {
+		ids[i] = string(s.ID)
 	}
-	addr, _ := c.raft.LeaderWithID()
-	if addr == "" {
-		return errRetry{errors.New("no leader known")}
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+string(addr)+"/internal/apply", bytes.NewReader(cmd))
+	return c.table.allHave(featureMulti, ids)
+}
+
+// applyOnce commits one command and, when the proposer reads it back,
+// waits until this replica has applied it, so that a read here right after
+// it sees it (read-your-writes on the proposing node).
+func (c *Cluster) applyOnce(ctx context.Context, cmd []byte, readBack bool) error {
+	index, resp, err := c.commit(ctx, cmd)
 	if err != nil {
 		return err
 	}
-	resp, err := c.rpc.Do(req)
-	if err != nil {
-		return errRetry{fmt.Errorf("forward to leader %s: %w", addr, err)}
+	if readBack {
+		c.waitApplied(ctx, index)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		return errRetry{fmt.Errorf("leader %s: %s", addr, bytes.TrimSpace(body))}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("leader %s: %s: %s", addr, resp.Status, bytes.TrimSpace(body))
-	}
-	var a applyAnswer
-	if err := json.Unmarshal(body, &a); err != nil {
-		return fmt.Errorf("leader %s: bad answer: %w", addr, err)
-	}
-	// Wait until this replica has applied the write, so that a read here
-	// right after it sees it (read-your-writes on the proposing node).
-	c.waitApplied(ctx, a.Index)
-	if a.Error != nil {
-		return a.Error
+	if err, ok := resp.(error); ok && err != nil {
+		return err
 	}
 	return nil
 }
 
-// waitApplied waits, briefly, until the local state reflects index. A
-// follower a heartbeat behind catches up in milliseconds; one that does not
-// is not worth failing a committed write for.
-func (c *Cluster) waitApplied(ctx context.Context, index uint64) {
-	deadline := time.Now().Add(2 * time.Second)
-	for wait := 100 * time.Microsecond; c.applied() < index && time.Now().Before(deadline) && ctx.Err() == nil; {
-		time.Sleep(wait)
-		wait = min(2*wait, 20*time.Millisecond)
+// commit commits an entry, here on the leader or forwarded to it, and
+// returns its index and the state machine's answer: an error or nil for a
+// command, raftstore.MultiResponse or []*raftstore.CommandError for a
+// multi entry. err is set when the entry did not (certainly) commit.
+func (c *Cluster) commit(ctx context.Context, cmd []byte) (uint64, any, error) {
+	if c.raft.State() == raft.Leader {
+		return c.commitLocal(ctx, cmd)
 	}
+	addr, _ := c.raft.LeaderWithID()
+	if addr == "" {
+		return 0, nil, errRetry{errors.New("no leader known")}
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+string(addr)+"/internal/apply", bytes.NewReader(cmd))
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.rpc.Do(req)
+	if err != nil {
+		return 0, nil, errRetry{fmt.Errorf("forward to leader %s: %w", addr, err)}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return 0, nil, errRetry{fmt.Errorf("leader %s: %s", addr, bytes.TrimSpace(body))}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, nil, fmt.Errorf("leader %s: %s: %s", addr, resp.Status, bytes.TrimSpace(body))
+	}
+	var a applyAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return 0, nil, fmt.Errorf("leader %s: bad answer: %w", addr, err)
+	}
+	switch {
+	case a.Errors != nil:
+		return a.Index, a.Errors, nil
+	case a.Error != nil:
+		return a.Index, a.Error, nil
+	}
+	return a.Index, nil, nil
 }
 
-func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) error {
-	_, err := c.applyIndexed(ctx, cmd)
-	return err
-}
-
-func (c *Cluster) applyIndexed(ctx context.Context, cmd []byte) (uint64, error) {
+func (c *Cluster) commitLocal(ctx context.Context, cmd []byte) (uint64, any, error) {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -122,19 +143,19 @@ func (c *Cluster) applyIndexed(ctx context.Context, cmd []byte) (uint64, error) 
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 			errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return 0, errRetry{err}
+			return 0, nil, errRetry{err}
 		}
-		return 0, fmt.Errorf("raft apply: %w", err)
+		return 0, nil, fmt.Errorf("raft apply: %w", err)
 	}
-	if err, ok := f.Response().(error); ok && err != nil {
-		return f.Index(), err
-	}
-	return f.Index(), nil
+	return f.Index(), f.Response(), nil
 }
 
+// applyAnswer is the leader's answer to a forwarded entry: Error for a
+// command, Errors (one per command, null for success) for a multi entry.
 type applyAnswer struct {
-	Index uint64                  `json:"index"`
-	Error *raftstore.CommandError `json:"error,omitempty"`
+	Index  uint64                    `json:"index"`
+	Error  *raftstore.CommandError   `json:"error,omitempty"`
+	Errors []*raftstore.CommandError `json:"errors,omitempty"`
 }
 
 // handleApply is the leader's end of a forwarded write.
@@ -148,19 +169,44 @@ func (c *Cluster) handleApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
 	}
-	index, err := c.applyIndexed(r.Context(), cmd)
+	index, resp, err := c.commitLocal(r.Context(), cmd)
 	var r2 errRetry
-	var ce *raftstore.CommandError
 	switch {
-	case err == nil:
-		_ = json.NewEncoder(w).Encode(applyAnswer{Index: index})
 	case errors.As(err, &r2):
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-	case errors.As(err, &ce):
-		_ = json.NewEncoder(w).Encode(applyAnswer{Index: index, Error: ce})
-	default:
+		return
+	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
+	a := applyAnswer{Index: index}
+	switch v := resp.(type) {
+	case raftstore.MultiResponse:
+		a.Errors = make([]*raftstore.CommandError, len(v))
+		for i, e := range v {
+			a.Errors[i] = commandError(e)
+		}
+	case error:
+		if a.Error = commandError(v); a.Error == nil {
+			http.Error(w, v.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	_ = json.NewEncoder(w).Encode(a)
+}
+
+// commandError is err as it crosses to the proposer. Handlers return only
+// business errors; anything else is carried as one without a code rather
+// than lost.
+func commandError(err error) *raftstore.CommandError {
+	if err == nil {
+		return nil
+	}
+	var ce *raftstore.CommandError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return &raftstore.CommandError{Message: err.Error()}
 }
 
 // Handler serves the cluster's internal RPC endpoints.

@@ -55,6 +55,9 @@ type Stores struct {
 	// Applied is the index the FSM's durable state reflects, used to skip
 	// restoring a snapshot the state already contains.
 	Applied func() uint64
+	// Advanced, if set, returns a channel closed when the applied index
+	// next moves (raftstore.FSM.Advanced); without it a proposer polls.
+	Advanced func() <-chan struct{}
 }
 
 // Cluster is one node's view of the cluster.
@@ -76,7 +79,10 @@ type Cluster struct {
 	events  chan struct{}
 	notify  chan bool
 	applied func() uint64
-	stores  Stores
+	// advanced: see Stores.Advanced
+	advanced func() <-chan struct{}
+	group    proposer
+	stores   Stores
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -91,16 +97,19 @@ type Cluster struct {
 func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	lg := cfg.Logger
 	c := &Cluster{
-		cfg:     cfg,
-		log:     lg,
-		rpc:     ln.HTTPClient(),
-		secure:  ln.Network().Secure(),
-		table:   newMemberTable(),
-		events:  make(chan struct{}, 1),
-		notify:  make(chan bool, 16),
-		applied: st.Applied,
+		cfg:      cfg,
+		log:      lg,
+		rpc:      ln.HTTPClient(),
+		secure:   ln.Network().Secure(),
+		table:    newMemberTable(),
+		events:   make(chan struct{}, 1),
+		notify:   make(chan bool, 16),
+		applied:  st.Applied,
+		advanced: st.Advanced,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.group.c = c
+	c.cfg.Meta.Features = features
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)

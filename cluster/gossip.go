@@ -59,6 +59,28 @@ func (t *memberTable) set(n *memberlist.Node, state string) {
 	m.Expect = meta.Expect
 }
 
+// allHave reports whether every node the table knows of, except those
+// that left for good, and every Raft server in ids, announces at least the
+// given feature level. A dead node counts: it applies the log when it
+// comes back.
+func (t *memberTable) allHave(level int, ids []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := make(map[string]bool, len(t.members))
+	for _, m := range t.members {
+		if m.State != StateLeft && m.Meta.Features < level {
+			return false
+		}
+		seen[m.Meta.ID] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			return false
+		}
+	}
+	return true
+}
+
 func (t *memberTable) list() []Member {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -19,7 +19,18 @@ type Meta struct {
 	// Leaving is gossiped just before a graceful leave: memberlist reports a
 	// leave and a death the same way, so the departing node says which.
 	Leaving bool `json:"l,omitempty"`
+	// Features is the level of the Raft log format the node applies. A
+	// proposer uses a newer format only when every node it knows of has
+	// announced it, so that an older node never stops on an entry it
+	// cannot read during a rolling upgrade.
+	Features int `json:"f,omitempty"`
 }
+
+// features is this version's level: 1 = multi entries (raftstore.EncodeMulti).
+const (
+	featureMulti = 1
+	features     = featureMulti
+)
 
 func (m Meta) encode() ([]byte, error) {
 	b, err := json.Marshal(m)

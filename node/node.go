@@ -148,7 +148,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		SnapshotInterval: cfg.RaftSnapshotInterval, GossipKey: n.gossipKey(),
 		Meta: cluster.Meta{ID: n.id, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr, SMTPAddr: cfg.SMTPAddr,
 			Expect: cfg.BootstrapExpect, Version: Version},
-	}, cluster.Stores{Log: logCache, Stable: n.logs, Snapshots: snaps, FSM: n.fsm, Applied: n.fsm.AppliedIndex}, n.peerLn)
+	}, cluster.Stores{Log: logCache, Stable: n.logs, Snapshots: snaps, FSM: n.fsm, Applied: n.fsm.AppliedIndex, Advanced: n.fsm.Advanced}, n.peerLn)
 	if err != nil {
 		n.peerLn.Close()
 		return nil, err

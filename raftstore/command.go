@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -68,4 +69,21 @@ func Errorf(code, format string, args ...any) *CommandError {
 func IsCode(err error, code string) bool {
 	var ce *CommandError
 	return errors.As(err, &ce) && ce.Code == code
+}
+
+type noReadBackKey struct{}
+
+// NoReadBack marks a proposal whose proposer will not read its effect back
+// from its own replica: it need not wait, after the commit, until its
+// replica has applied the entry. A follower learns of a commit only with
+// the leader's next message, which can be a while when writes pause.
+func NoReadBack(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noReadBackKey{}, true)
+}
+
+// ReadsBack reports whether the proposer of ctx reads its write back (the
+// default: read-your-writes on the proposing node).
+func ReadsBack(ctx context.Context) bool {
+	v, _ := ctx.Value(noReadBackKey{}).(bool)
+	return !v
 }

@@ -63,6 +63,9 @@ type FSM struct {
 	restored []func()
 	shared   bool // db belongs to the node
 	requests requestSet
+
+	waitMu  sync.Mutex
+	advance chan struct{} // closed when the applied index moves; nil while nobody waits
 }
 
 // FSMOptions configures OpenFSM.
@@ -130,8 +133,8 @@ func newFSM(db *pebble.DB, shared bool, lg *slog.Logger) (*FSM, error) {
 // Register adds the handler of one command type. Registering a type twice
 // is a programming error.
 func (f *FSM) Register(t CommandType, h Handler) {
-	if t&withRequestID != 0 {
-		panic(fmt.Sprintf("raftstore: command type %d uses the request-id bit", t))
+	if t&withRequestID != 0 || t == cmdMulti {
+		panic(fmt.Sprintf("raftstore: command type %d uses the request-id bit or is reserved", t))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -159,6 +162,27 @@ func (f *FSM) Close() error {
 
 // AppliedIndex is the index of the last log entry reflected in the state.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Advanced returns a channel closed the next time the applied index
+// moves, for whoever waits for an index without polling: read the index
+// after taking the channel, then wait on it.
+func (f *FSM) Advanced() <-chan struct{} {
+	f.waitMu.Lock()
+	defer f.waitMu.Unlock()
+	if f.advance == nil {
+		f.advance = make(chan struct{})
+	}
+	return f.advance
+}
+
+func (f *FSM) signalApplied() {
+	f.waitMu.Lock()
+	if f.advance != nil {
+		close(f.advance)
+		f.advance = nil
+	}
+	f.waitMu.Unlock()
+}
 
 // Apply applies one log entry.
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
@@ -199,6 +223,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		panic(fmt.Sprintf("raftstore: commit apply batch at %d: %v", last, err))
 	}
 	f.applied.Store(last)
+	f.signalApplied()
 	for _, fn := range tx.after {
 		fn()
 	}
@@ -209,12 +234,20 @@ func (f *FSM) dispatch(tx *Tx, l *raft.Log) any {
 	if len(l.Data) == 0 {
 		panic(fmt.Sprintf("raftstore: empty command at index %d", l.Index))
 	}
-	t := CommandType(l.Data[0])
-	payload := l.Data[1:]
+	if CommandType(l.Data[0]) == cmdMulti {
+		return f.applyMulti(tx, l.Data[1:], l.Index)
+	}
+	return f.dispatchData(tx, l.Data, l.Index)
+}
+
+// dispatchData applies one command, alone in its entry or inside a multi.
+func (f *FSM) dispatchData(tx *Tx, data []byte, index uint64) any {
+	t := CommandType(data[0])
+	payload := data[1:]
 	var rid []byte
 	if t&withRequestID != 0 {
 		if len(payload) < requestIDLen {
-			panic(fmt.Sprintf("raftstore: truncated request id at index %d", l.Index))
+			panic(fmt.Sprintf("raftstore: truncated request id at index %d", index))
 		}
 		t &^= withRequestID
 		rid, payload = payload[:requestIDLen], payload[requestIDLen:]
@@ -225,14 +258,14 @@ func (f *FSM) dispatch(tx *Tx, l *raft.Log) any {
 	h, ok := f.handlers[t]
 	if !ok {
 		if t&IgnoreUnknown != 0 {
-			f.log.Warn("skipping unknown command type", "type", uint8(t), "index", l.Index)
+			f.log.Warn("skipping unknown command type", "type", uint8(t), "index", index)
 			return nil
 		}
-		panic(fmt.Sprintf("raftstore: unknown command type %d at index %d: upgrade this node", t, l.Index))
+		panic(fmt.Sprintf("raftstore: unknown command type %d at index %d: upgrade this node", t, index))
 	}
 	err := h(tx, payload)
 	if rid != nil {
-		rememberRequest(tx, rid, l.Index, err)
+		rememberRequest(tx, rid, index, err)
 	}
 	if err != nil {
 		return err
@@ -354,6 +387,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: write: %w", err)
 	}
 	f.applied.Store(applied)
+	f.signalApplied()
 	if err := f.requests.load(f.db); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

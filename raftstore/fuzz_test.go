@@ -40,6 +40,9 @@ func FuzzFSMDispatch(f *testing.F) {
 	f.Add([]byte{byte(cmdPut | withRequestID), 1, 2, 3})
 	f.Add([]byte{byte(IgnoreUnknown | 5)})
 	f.Add([]byte{})
+	one, _ := Encode(cmdPut, kv{"m", "1"})
+	f.Add(EncodeMulti([][]byte{one, {byte(cmdPut), '{', '}'}}))
+	f.Add([]byte{byte(cmdMulti), 3, 1, '{', '}'})
 	var index uint64
 	f.Fuzz(func(t *testing.T, data []byte) {
 		index++

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"clustermail/queue"
+	"clustermail/raftstore"
 )
 
 // ErrTemporary wraps every failure to accept: the client gets a 4xx and
@@ -35,7 +36,9 @@ func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, 
 		e.Recipients = append(e.Recipients, queue.Recipient{Addr: t.Addr, Orig: t.Orig, Node: t.Node, Remote: t.Remote, Junk: t.Junk, State: queue.StatePending})
 	}
 	t1 := time.Now()
-	err = r.queue.Add(ctx, e)
+	// Nothing here reads the entry back: the 250 need not wait until this
+	// replica has applied it, only until it is committed.
+	err = r.queue.Add(raftstore.NoReadBack(ctx), e)
 	r.m.stage.WithLabelValues("queue").Observe(time.Since(t1).Seconds())
 	if err != nil {
 		r.m.acceptErrs.WithLabelValues("queue").Inc()

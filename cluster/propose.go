@@ -1,0 +1,171 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"clustermail/raftstore"
+)
+
+// proposer is this node's group commit of Raft commands. Commands proposed
+// while an earlier group is on its way wait for it and then leave together,
+// as one multi entry: one forward to the leader, one log record on every
+// node and one wait for the local state, however many commands ride in it.
+// An idle node sends a command at once, alone and unchanged; under load
+// the groups grow by themselves, as the fsyncs of a write-ahead log do.
+type proposer struct {
+	c        *Cluster
+	mu       sync.Mutex
+	pending  []*proposal
+	inflight int
+}
+
+type proposal struct {
+	cmd      []byte
+	readBack bool // see raftstore.NoReadBack
+	done     chan error
+}
+
+// Group limits. Two groups in flight keep the pipe full while the next
+// one gathers; a group stays well under raft.SuggestedMaxDataSize.
+const (
+	groupsInFlight = 2
+	groupCommands  = 256
+	groupBytes     = 256 << 10
+)
+
+// propose commits cmd, alone or in a group, and returns its own outcome:
+// nil, its business error, or errRetry when the group could not commit.
+func (p *proposer) propose(ctx context.Context, cmd []byte) error {
+	pr := &proposal{cmd: cmd, readBack: raftstore.ReadsBack(ctx), done: make(chan error, 1)}
+	p.mu.Lock()
+	p.pending = append(p.pending, pr)
+	start := p.inflight < groupsInFlight
+	if start {
+		p.inflight++
+	}
+	p.mu.Unlock()
+	if start {
+		go p.run()
+	}
+	select {
+	case err := <-pr.done:
+		return err
+	case <-ctx.Done():
+		// The group may still commit it: every command is idempotent, so
+		// the caller's retry, if any, is harmless.
+		return errRetry{ctx.Err()}
+	}
+}
+
+// run sends groups until nothing is pending.
+func (p *proposer) run() {
+	for {
+		p.mu.Lock()
+		if len(p.pending) == 0 {
+			p.inflight--
+			p.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(p.pending) && n < groupCommands && (n == 0 || size+len(p.pending[n].cmd) <= groupBytes) {
+			size += len(p.pending[n].cmd)
+			n++
+		}
+		group := p.pending[:n:n]
+		p.pending = p.pending[n:]
+		p.mu.Unlock()
+		p.c.commitGroup(group)
+	}
+}
+
+// commitGroup commits a group and hands each proposal its outcome.
+func (c *Cluster) commitGroup(group []*proposal) {
+	ctx, cancel := context.WithTimeout(c.ctx, holdTimeout)
+	defer cancel()
+	readBack := false
+	for _, pr := range group {
+		readBack = readBack || pr.readBack
+	}
+	if len(group) == 1 {
+		group[0].done <- c.applyOnce(ctx, group[0].cmd, readBack)
+		return
+	}
+	cmds := make([][]byte, len(group))
+	for i, pr := range group {
+		cmds[i] = pr.cmd
+	}
+	errs, err := c.applyMultiOnce(ctx, raftstore.EncodeMulti(cmds), readBack)
+	for i, pr := range group {
+		switch {
+		case err != nil:
+			pr.done <- err
+		case i < len(errs) && errs[i] != nil:
+			pr.done <- errs[i]
+		default:
+			pr.done <- nil
+		}
+	}
+}
+
+// applyMultiOnce commits a multi entry, here on the leader or forwarded
+// to it, and returns each command's outcome.
+func (c *Cluster) applyMultiOnce(ctx context.Context, cmd []byte, readBack bool) ([]error, error) {
+	index, resp, err := c.commit(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if readBack {
+		c.waitApplied(ctx, index)
+	}
+	switch r := resp.(type) {
+	case raftstore.MultiResponse:
+		return r, nil
+	case []*raftstore.CommandError:
+		out := make([]error, len(r))
+		for i, ce := range r {
+			if ce != nil {
+				out[i] = ce
+			}
+		}
+		return out, nil
+	case error:
+		return nil, r
+	}
+	return nil, fmt.Errorf("multi entry: unexpected answer %T", resp)
+}
+
+// waitApplied waits, briefly, until the local state reflects index, so
+// that a read here right after a write sees it. A follower a heartbeat
+// behind catches up in milliseconds; one that does not is not worth
+// failing a committed write for.
+func (c *Cluster) waitApplied(ctx context.Context, index uint64) {
+	if c.applied() >= index {
+		return
+	}
+	if c.advanced == nil { // no signal from the state machine: poll
+		deadline := time.Now().Add(2 * time.Second)
+		for wait := 100 * time.Microsecond; c.applied() < index && time.Now().Before(deadline) && ctx.Err() == nil; {
+			time.Sleep(wait)
+			wait = min(2*wait, 20*time.Millisecond)
+		}
+		return
+	}
+	deadline := time.NewTimer(2 * time.Second)
+	defer deadline.Stop()
+	for {
+		advanced := c.advanced()
+		if c.applied() >= index { // after taking the channel: no wake-up lost
+			return
+		}
+		select {
+		case <-advanced:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
