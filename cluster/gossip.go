@@ -66,6 +66,9 @@ func (t *memberTable) set(n *memberlist.Node, state string) {
 func (t *memberTable) allHave(level int, ids []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if len(t.members) == 0 {
+		return false // gossip has not started: nothing is known yet
+	}
 	seen := make(map[string]bool, len(t.members))
 	for _, m := range t.members {
 		if m.State != StateLeft && m.Meta.Features < level {
