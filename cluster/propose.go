@@ -23,9 +23,15 @@ type proposer struct {
 }
 
 type proposal struct {
-	cmd      []byte
-	readBack bool // see raftstore.NoReadBack
-	done     chan error
+	cmd  []byte
+	done chan outcome
+}
+
+// outcome is a proposal's result: the index of the entry that carried it
+// and its own error.
+type outcome struct {
+	index uint64
+	err   error
 }
 
 // Group limits. One group in flight while the next gathers: measured on
@@ -42,8 +48,11 @@ const (
 
 // propose commits cmd, alone or in a group, and returns its own outcome:
 // nil, its business error, or errRetry when the group could not commit.
+// A proposer that reads its write back waits for its replica here, after
+// the group has left the way free for the next one: a follower learns of
+// a commit only with the leader's next message, which can be a while.
 func (p *proposer) propose(ctx context.Context, cmd []byte) error {
-	pr := &proposal{cmd: cmd, readBack: raftstore.ReadsBack(ctx), done: make(chan error, 1)}
+	pr := &proposal{cmd: cmd, done: make(chan outcome, 1)}
 	p.mu.Lock()
 	p.pending = append(p.pending, pr)
 	start := p.inflight < groupsInFlight
@@ -55,8 +64,11 @@ func (p *proposer) propose(ctx context.Context, cmd []byte) error {
 		go p.run()
 	}
 	select {
-	case err := <-pr.done:
-		return err
+	case o := <-pr.done:
+		if o.index > 0 && raftstore.ReadsBack(ctx) {
+			p.c.waitApplied(ctx, o.index)
+		}
+		return o.err
 	case <-ctx.Done():
 		// The group may still commit it: every command is idempotent, so
 		// the caller's retry, if any, is harmless.
@@ -85,48 +97,46 @@ func (p *proposer) run() {
 	}
 }
 
-// commitGroup commits a group and hands each proposal its outcome.
+// commitGroup commits a group, alone or as a multi entry, and hands each
+// proposal its outcome.
 func (c *Cluster) commitGroup(group []*proposal) {
 	ctx, cancel := context.WithTimeout(c.ctx, holdTimeout)
 	defer cancel()
-	readBack := false
-	for _, pr := range group {
-		readBack = readBack || pr.readBack
-	}
 	if len(group) == 1 {
-		group[0].done <- c.applyOnce(ctx, group[0].cmd, readBack)
+		index, resp, err := c.commit(ctx, group[0].cmd)
+		if err == nil {
+			err, _ = resp.(error)
+		}
+		group[0].done <- outcome{index, err}
 		return
 	}
 	cmds := make([][]byte, len(group))
 	for i, pr := range group {
 		cmds[i] = pr.cmd
 	}
-	errs, err := c.applyMultiOnce(ctx, raftstore.EncodeMulti(cmds), readBack)
+	index, errs, err := c.commitMulti(ctx, raftstore.EncodeMulti(cmds))
 	for i, pr := range group {
 		switch {
 		case err != nil:
-			pr.done <- err
-		case i < len(errs) && errs[i] != nil:
-			pr.done <- errs[i]
+			pr.done <- outcome{err: err}
+		case i < len(errs):
+			pr.done <- outcome{index, errs[i]}
 		default:
-			pr.done <- nil
+			pr.done <- outcome{index: index}
 		}
 	}
 }
 
-// applyMultiOnce commits a multi entry, here on the leader or forwarded
-// to it, and returns each command's outcome.
-func (c *Cluster) applyMultiOnce(ctx context.Context, cmd []byte, readBack bool) ([]error, error) {
+// commitMulti commits a multi entry, here on the leader or forwarded to
+// it, and returns its index and each command's outcome.
+func (c *Cluster) commitMulti(ctx context.Context, cmd []byte) (uint64, []error, error) {
 	index, resp, err := c.commit(ctx, cmd)
 	if err != nil {
-		return nil, err
-	}
-	if readBack {
-		c.waitApplied(ctx, index)
+		return 0, nil, err
 	}
 	switch r := resp.(type) {
 	case raftstore.MultiResponse:
-		return r, nil
+		return index, r, nil
 	case []*raftstore.CommandError:
 		out := make([]error, len(r))
 		for i, ce := range r {
@@ -134,11 +144,11 @@ func (c *Cluster) applyMultiOnce(ctx context.Context, cmd []byte, readBack bool)
 				out[i] = ce
 			}
 		}
-		return out, nil
+		return index, out, nil
 	case error:
-		return nil, r
+		return 0, nil, r
 	}
-	return nil, fmt.Errorf("multi entry: unexpected answer %T", resp)
+	return 0, nil, fmt.Errorf("multi entry: unexpected answer %T", resp)
 }
 
 // waitApplied waits, briefly, until the local state reflects index, so
