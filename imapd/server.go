@@ -262,8 +262,9 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("imap %s listen %s: %w", s.cfg.Name, s.cfg.Addr, err)
 	}
-	var ln net.Listener = &limitListener{Listener: raw, s: s, sem: make(chan struct{}, s.cfg.MaxConnections), refusers: make(chan struct{}, 64),
-		perIP: throttle.NewConns(s.cfg.MaxConnectionsPerIP)}
+	var ln net.Listener = &limitListener{Listener: raw, s: s, sem: make(chan struct{}, s.cfg.MaxConnections),
+		refuser: throttle.NewRefuser(64, s.cfg.ImplicitTLS, s.cfg.TLS),
+		perIP:   throttle.NewConns(s.cfg.MaxConnectionsPerIP)}
 	if s.cfg.ImplicitTLS {
 		// Over the limit wrapper, so that the library sees *tls.Conn and
 		// knows the session is encrypted.
@@ -416,10 +417,10 @@ func (m *Metrics) init(listener string) {
 // counts them.
 type limitListener struct {
 	net.Listener
-	s        *Server
-	sem      chan struct{} // one token per open connection
-	refusers chan struct{} // bounds goroutines answering refused connections
-	perIP    *throttle.Conns
+	s       *Server
+	sem     chan struct{} // one token per open connection
+	refuser *throttle.Refuser
+	perIP   *throttle.Conns
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -447,31 +448,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse answers a connection over the limit with BYE and closes it. Its
-// goroutines are bounded too: in a flood the extra connections are just
-// closed.
+// refuse answers a connection over the limit with BYE and closes it.
 func (l *limitListener) refuse(c net.Conn, bye string) {
 	l.s.m.refused.WithLabelValues(l.s.cfg.Name).Inc()
-	select {
-	case l.refusers <- struct{}{}:
-	default:
-		c.Close()
-		return
-	}
-	go func() {
-		defer func() { <-l.refusers }()
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if l.s.cfg.ImplicitTLS {
-			// A plain-text answer would be garbage to a TLS client.
-			tc := tls.Server(c, l.s.cfg.TLS)
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			c = tc
-		}
-		_, _ = c.Write([]byte(bye))
-	}()
+	l.refuser.Refuse(c, bye)
 }
 
 // countedConn gives its connection token back when closed.

@@ -113,9 +113,9 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 
-	sem      chan struct{} // one token per open session
-	refusers chan struct{} // bounds goroutines answering refused connections
-	perIP    *throttle.Conns
+	sem     chan struct{} // one token per open session
+	refuser *throttle.Refuser
+	perIP   *throttle.Conns
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -177,7 +177,7 @@ func New(cfg Config, b Backend, limiter *throttle.Limiter, log *slog.Logger, reg
 		m:        m,
 		sem:      make(chan struct{}, cfg.MaxConnections),
 		perIP:    throttle.NewConns(cfg.MaxConnectionsPerIP),
-		refusers: make(chan struct{}, 64),
+		refuser:  throttle.NewRefuser(64, cfg.ImplicitTLS, cfg.TLS),
 		sessions: map[*session]struct{}{},
 		quit:     make(chan struct{}),
 	}
@@ -313,30 +313,10 @@ func (s *Server) start(c net.Conn) {
 }
 
 // refuse answers a connection over the limit, as RFC 2449 suggests, and
-// closes it. Its goroutines are bounded too: in a flood the extra
-// connections are just closed.
+// closes it.
 func (s *Server) refuse(c net.Conn, reply string) {
 	s.m.refused.Inc()
-	select {
-	case s.refusers <- struct{}{}:
-	default:
-		c.Close()
-		return
-	}
-	go func() {
-		defer func() { <-s.refusers }()
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if s.cfg.ImplicitTLS {
-			// A plain-text answer would be garbage to a TLS client.
-			tc := tls.Server(c, s.cfg.TLS)
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			c = tc
-		}
-		_, _ = c.Write([]byte(reply + "\r\n"))
-	}()
+	s.refuser.Refuse(c, reply+"\r\n")
 }
 
 // Shutdown stops accepting, asks idle sessions to end (each is told

@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"mime"
@@ -65,31 +64,10 @@ func remoteIP(c net.Conn) string {
 	return a
 }
 
-// refuse answers a connection over a limit with 421 and closes it. On the
-// implicit TLS port the answer goes inside TLS: in clear text it would be
-// garbage to the client. The goroutines doing it are bounded: in a flood,
-// extra connections are just closed.
+// refuse answers a connection over a limit with 421 and closes it.
 func (l *limitListener) refuse(c net.Conn, text string) {
 	l.m.refused.WithLabelValues(l.name).Inc()
-	select {
-	case l.refusers <- struct{}{}:
-	default:
-		c.Close()
-		return
-	}
-	go func() {
-		defer func() { <-l.refusers }()
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if l.implicitTLS != nil {
-			tc := tls.Server(c, l.implicitTLS)
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			c = tc
-		}
-		_, _ = c.Write([]byte("421 4.7.0 " + l.hostname + " " + text + "\r\n"))
-	}()
+	l.refuser.Refuse(c, "421 4.7.0 "+l.hostname+" "+text+"\r\n")
 }
 
 // countWrite counts the commands answered, from the replies written:

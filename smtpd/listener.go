@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -55,8 +54,7 @@ type limitListener struct {
 
 	perIP       *throttle.Conns // nil: no limit per client address
 	maxCommands int             // see overLimit; 0: no limit
-	implicitTLS *tls.Config     // refusals are answered inside TLS
-	refusers    chan struct{}   // bounds goroutines answering refusals
+	refuser     *throttle.Refuser
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {

@@ -115,12 +115,12 @@ func (s *Server) Listen() error {
 	}
 	l := &limitListener{Listener: ln, sem: make(chan struct{}, max(s.cfg.MaxConnections, 1)), m: s.m, name: s.cfg.Name,
 		hostname: s.cfg.Hostname, idle: s.cfg.Timeout,
-		perIP: throttle.NewConns(s.cfg.MaxConnectionsPerIP), maxCommands: maxCommands, refusers: make(chan struct{}, 64)}
+		perIP: throttle.NewConns(s.cfg.MaxConnectionsPerIP), maxCommands: maxCommands}
 	s.ln = l
 	if s.cfg.ImplicitTLS {
-		l.implicitTLS = s.cfg.TLS
 		s.ln = tls.NewListener(s.ln, s.cfg.TLS)
 	}
+	l.refuser = throttle.NewRefuser(64, s.cfg.ImplicitTLS, s.cfg.TLS)
 	return nil
 }
 
