@@ -151,8 +151,14 @@ func TestConnectionLimit(t *testing.T) {
 	}
 	first.cmd("l", "LOGOUT")
 	first.closed()
-	// The slot is released when the server has closed its side: retry
-	// until then, bounded.
+	h.waitSlotFreed(t)
+}
+
+// waitSlotFreed dials until a session is greeted again. A connection slot
+// is released when the server has closed its side: retry until then,
+// bounded.
+func (h *harness) waitSlotFreed(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := net.Dial("tcp", h.addr)

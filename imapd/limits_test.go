@@ -27,22 +27,7 @@ func TestConnectionsPerIP(t *testing.T) {
 	}
 	first.cmd("l", "LOGOUT")
 	first.closed()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc := &rawConn{t: t, conn: c, r: newReader(c)}
-		l, _ := rc.line()
-		c.Close()
-		if strings.HasPrefix(l, "* OK") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot never freed: %q", l)
-		}
-	}
+	h.waitSlotFreed(t)
 }
 
 // TestLoginLockout: a locked-out account or address gets NO [UNAVAILABLE]

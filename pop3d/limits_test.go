@@ -1,7 +1,6 @@
 package pop3d
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -22,16 +21,7 @@ func TestConnectionsPerIP(t *testing.T) {
 	}
 	first.cmd("QUIT", "+OK")
 	first.closed()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		c := h.dial()
-		if strings.HasPrefix(c.line(), "+OK") {
-			c.cmd("QUIT", "+OK")
-			return
-		}
-		c.c.Close()
-	}
-	t.Fatal("the connection slot was never freed")
+	h.waitSlotFreed()
 }
 
 // TestLoginLockout: a locked-out account or address is refused even with

@@ -587,8 +587,14 @@ func TestConnectionLimit(t *testing.T) {
 	}
 	first.cmd("QUIT", "+OK")
 	first.closed()
-	// The slot is freed as the session ends, just after the client sees
-	// the connection close: retry until then.
+	h.waitSlotFreed()
+}
+
+// waitSlotFreed dials until a session is greeted again. The slot of a
+// refused or ended session is freed as the session ends, just after the
+// client sees the connection close: retry until then, bounded.
+func (h *harness) waitSlotFreed() {
+	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		c := h.dial()
@@ -598,7 +604,7 @@ func TestConnectionLimit(t *testing.T) {
 		}
 		c.c.Close()
 	}
-	t.Fatal("the connection slot was never freed")
+	h.t.Fatal("the connection slot was never freed")
 }
 
 func TestSharedRegistry(t *testing.T) {
