@@ -79,26 +79,24 @@ func (c *Cluster) groupable() bool {
 // waits until this replica has applied it, so that a read here right after
 // it sees it (read-your-writes on the proposing node).
 func (c *Cluster) applyOnce(ctx context.Context, cmd []byte, readBack bool) error {
-	index, resp, err := c.commit(ctx, cmd)
+	index, outcomes, err := c.commit(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	if readBack {
 		c.waitApplied(ctx, index)
 	}
-	if err, ok := resp.(error); ok && err != nil {
-		return err
-	}
-	return nil
+	return outcomes[0]
 }
 
 // commit commits an entry, here on the leader or forwarded to it, and
-// returns its index and the state machine's answer: an error or nil for a
-// command, raftstore.MultiResponse or []*raftstore.CommandError for a
-// multi entry. err is set when the entry did not (certainly) commit.
-func (c *Cluster) commit(ctx context.Context, cmd []byte) (uint64, any, error) {
+// returns its index and the outcome of each command in it: one for a plain
+// command, one per command for a multi entry. err is set when the entry
+// did not (certainly) commit.
+func (c *Cluster) commit(ctx context.Context, cmd []byte) (uint64, []error, error) {
 	if c.raft.State() == raft.Leader {
-		return c.commitLocal(ctx, cmd)
+		index, resp, err := c.commitLocal(ctx, cmd)
+		return index, outcomes(resp), err
 	}
 	addr, _ := c.raft.LeaderWithID()
 	if addr == "" {
@@ -124,13 +122,28 @@ func (c *Cluster) commit(ctx context.Context, cmd []byte) (uint64, any, error) {
 	if err := json.Unmarshal(body, &a); err != nil {
 		return 0, nil, fmt.Errorf("leader %s: bad answer: %w", addr, err)
 	}
-	switch {
-	case a.Errors != nil:
-		return a.Index, a.Errors, nil
-	case a.Error != nil:
-		return a.Index, a.Error, nil
+	if a.Errors == nil {
+		a.Errors = []*raftstore.CommandError{a.Error}
 	}
-	return a.Index, nil, nil
+	out := make([]error, len(a.Errors))
+	for i, ce := range a.Errors {
+		if ce != nil { // a nil *CommandError in an error would not be nil
+			out[i] = ce
+		}
+	}
+	return a.Index, out, nil
+}
+
+// outcomes turns the state machine's answer to an entry into one outcome
+// per command.
+func outcomes(resp any) []error {
+	switch v := resp.(type) {
+	case raftstore.MultiResponse:
+		return v
+	case error:
+		return []error{v}
+	}
+	return []error{nil}
 }
 
 func (c *Cluster) commitLocal(ctx context.Context, cmd []byte) (uint64, any, error) {
@@ -180,15 +193,15 @@ func (c *Cluster) handleApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := applyAnswer{Index: index}
-	switch v := resp.(type) {
-	case raftstore.MultiResponse:
-		a.Errors = make([]*raftstore.CommandError, len(v))
-		for i, e := range v {
+	out := outcomes(resp)
+	if _, multi := resp.(raftstore.MultiResponse); multi {
+		a.Errors = make([]*raftstore.CommandError, len(out))
+		for i, e := range out {
 			a.Errors[i] = commandError(e)
 		}
-	case error:
-		if a.Error = commandError(v); a.Error == nil {
-			http.Error(w, v.Error(), http.StatusInternalServerError)
+	} else if out[0] != nil {
+		if a.Error = commandError(out[0]); a.Error == nil {
+			http.Error(w, out[0].Error(), http.StatusInternalServerError)
 			return
 		}
 	}

@@ -11,8 +11,8 @@ import (
 
 // proposer is this node's group commit of Raft commands. Commands proposed
 // while an earlier group is on its way wait for it and then leave together,
-// as one multi entry: one forward to the leader, one log record on every
-// node and one wait for the local state, however many commands ride in it.
+// as one multi entry: one forward to the leader and one log record on every
+// node, however many commands ride in it.
 // An idle node sends a command at once, alone and unchanged; under load
 // the groups grow by themselves, as the fsyncs of a write-ahead log do.
 type proposer struct {
@@ -97,58 +97,30 @@ func (p *proposer) run() {
 	}
 }
 
-// commitGroup commits a group, alone or as a multi entry, and hands each
-// proposal its outcome.
+// commitGroup commits a group, a lone command as it is and several as a
+// multi entry, and hands each proposal its outcome.
 func (c *Cluster) commitGroup(group []*proposal) {
 	ctx, cancel := context.WithTimeout(c.ctx, holdTimeout)
 	defer cancel()
-	if len(group) == 1 {
-		index, resp, err := c.commit(ctx, group[0].cmd)
-		if err == nil {
-			err, _ = resp.(error)
+	cmd := group[0].cmd
+	if len(group) > 1 {
+		cmds := make([][]byte, len(group))
+		for i, pr := range group {
+			cmds[i] = pr.cmd
 		}
-		group[0].done <- outcome{index, err}
-		return
+		cmd = raftstore.EncodeMulti(cmds)
 	}
-	cmds := make([][]byte, len(group))
-	for i, pr := range group {
-		cmds[i] = pr.cmd
+	index, outcomes, err := c.commit(ctx, cmd)
+	if err == nil && len(outcomes) != len(group) {
+		err = fmt.Errorf("entry of %d commands: %d outcomes in the answer", len(group), len(outcomes))
 	}
-	index, errs, err := c.commitMulti(ctx, raftstore.EncodeMulti(cmds))
 	for i, pr := range group {
-		switch {
-		case err != nil:
+		if err != nil {
 			pr.done <- outcome{err: err}
-		case i < len(errs):
-			pr.done <- outcome{index, errs[i]}
-		default:
-			pr.done <- outcome{index: index}
+		} else {
+			pr.done <- outcome{index, outcomes[i]}
 		}
 	}
-}
-
-// commitMulti commits a multi entry, here on the leader or forwarded to
-// it, and returns its index and each command's outcome.
-func (c *Cluster) commitMulti(ctx context.Context, cmd []byte) (uint64, []error, error) {
-	index, resp, err := c.commit(ctx, cmd)
-	if err != nil {
-		return 0, nil, err
-	}
-	switch r := resp.(type) {
-	case raftstore.MultiResponse:
-		return index, r, nil
-	case []*raftstore.CommandError:
-		out := make([]error, len(r))
-		for i, ce := range r {
-			if ce != nil {
-				out[i] = ce
-			}
-		}
-		return index, out, nil
-	case error:
-		return 0, nil, r
-	}
-	return 0, nil, fmt.Errorf("multi entry: unexpected answer %T", resp)
 }
 
 // waitApplied waits, briefly, until the local state reflects index, so
