@@ -23,25 +23,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	n1 := c.nodes[0]
 
 	// One leader, three voters, no further command.
-	waitFor(t, 20*time.Second, "three voters and a leader", func() error {
-		ms, err := n1.client().Members(ctx(t))
-		if err != nil {
-			return err
-		}
-		leaders, voters := 0, 0
-		for _, m := range ms {
-			if m.RaftRole == "leader" {
-				leaders++
-			}
-			if m.Suffrage == "voter" && m.GossipState == "alive" {
-				voters++
-			}
-		}
-		if leaders != 1 || voters != 3 {
-			return fmt.Errorf("leaders=%d voters=%d: %+v", leaders, voters, ms)
-		}
-		return nil
-	})
+	waitVoters(t, n1.client(), 3, 20*time.Second)
 
 	// Directory writes work through any node (followers forward).
 	if _, err := c.nodes[1].client().AddDomain(ctx(t), "example.test"); err != nil {

@@ -325,3 +325,28 @@ func subjects(t *testing.T, c *api.Client, address string) (map[string]int, erro
 	}
 	return out, nil
 }
+
+// waitVoters waits until the cluster seen through c has one leader and n
+// live voters.
+func waitVoters(t *testing.T, c *api.Client, n int, d time.Duration) {
+	t.Helper()
+	waitFor(t, d, fmt.Sprintf("%d voters and a leader", n), func() error {
+		ms, err := c.Members(ctx(t))
+		if err != nil {
+			return err
+		}
+		leaders, voters := 0, 0
+		for _, m := range ms {
+			if m.RaftRole == "leader" {
+				leaders++
+			}
+			if m.Suffrage == "voter" && m.GossipState == "alive" {
+				voters++
+			}
+		}
+		if leaders != 1 || voters != n {
+			return fmt.Errorf("leaders=%d voters=%d: %+v", leaders, voters, ms)
+		}
+		return nil
+	})
+}

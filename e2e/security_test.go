@@ -110,25 +110,7 @@ func TestSecurityMutualTLSGossipKeyAndToken(t *testing.T) {
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
 	authed := func(n *node) *api.Client { return n.client().WithToken(token) }
 
-	waitFor(t, 30*time.Second, "three voters and a leader over mutual TLS", func() error {
-		ms, err := authed(n1).Members(ctx(t))
-		if err != nil {
-			return err
-		}
-		leaders, voters := 0, 0
-		for _, m := range ms {
-			if m.RaftRole == "leader" {
-				leaders++
-			}
-			if m.Suffrage == "voter" && m.GossipState == "alive" {
-				voters++
-			}
-		}
-		if leaders != 1 || voters != 3 {
-			return fmt.Errorf("leaders=%d voters=%d: %+v", leaders, voters, ms)
-		}
-		return nil
-	})
+	waitVoters(t, authed(n1), 3, 30*time.Second)
 	for _, nd := range c.nodes {
 		b, _ := os.ReadFile(nd.dir + ".log")
 		if strings.Contains(string(b), "cluster traffic is not encrypted") || strings.Contains(string(b), "gossip is not encrypted") {
