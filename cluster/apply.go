@@ -122,16 +122,22 @@ func (c *Cluster) commit(ctx context.Context, cmd []byte) (uint64, []error, erro
 	if err := json.Unmarshal(body, &a); err != nil {
 		return 0, nil, fmt.Errorf("leader %s: bad answer: %w", addr, err)
 	}
-	if a.Errors == nil {
-		a.Errors = []*raftstore.CommandError{a.Error}
+	return a.Index, a.outcomes(), nil
+}
+
+// outcomes is one outcome per command of the answered entry.
+func (a applyAnswer) outcomes() []error {
+	ces := a.Errors
+	if ces == nil {
+		ces = []*raftstore.CommandError{a.Error}
 	}
-	out := make([]error, len(a.Errors))
-	for i, ce := range a.Errors {
+	out := make([]error, len(ces))
+	for i, ce := range ces {
 		if ce != nil { // a nil *CommandError in an error would not be nil
 			out[i] = ce
 		}
 	}
-	return a.Index, out, nil
+	return out
 }
 
 // outcomes turns the state machine's answer to an entry into one outcome
@@ -192,20 +198,23 @@ func (c *Cluster) handleApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	_ = json.NewEncoder(w).Encode(answer(index, resp))
+}
+
+// answer is what the leader tells the proposer of a forwarded entry: the
+// outcome of a plain command in Error, those of a multi entry in Errors.
+func answer(index uint64, resp any) applyAnswer {
 	a := applyAnswer{Index: index}
 	out := outcomes(resp)
-	if _, multi := resp.(raftstore.MultiResponse); multi {
-		a.Errors = make([]*raftstore.CommandError, len(out))
-		for i, e := range out {
-			a.Errors[i] = commandError(e)
-		}
-	} else if out[0] != nil {
-		if a.Error = commandError(out[0]); a.Error == nil {
-			http.Error(w, out[0].Error(), http.StatusInternalServerError)
-			return
-		}
+	if _, multi := resp.(raftstore.MultiResponse); !multi {
+		a.Error = commandError(out[0])
+		return a
 	}
-	_ = json.NewEncoder(w).Encode(a)
+	a.Errors = make([]*raftstore.CommandError, len(out))
+	for i, e := range out {
+		a.Errors[i] = commandError(e)
+	}
+	return a
 }
 
 // commandError is err as it crosses to the proposer. Handlers return only
