@@ -19,6 +19,7 @@ vet:
 # short run of every fuzz target (5 s each: there are more than a dozen).
 test: vet
 	$(GO) test -race -timeout 25m ./...
+	cd third_party/go-smtp && $(GO) test -race .
 	$(MAKE) fuzz FUZZTIME=5s
 
 # Unit tests only (no real processes).

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/emersion/go-smtp"
@@ -33,32 +34,48 @@ func (s *strictReader) Read(p []byte) (int, error) {
 		return 0, s.err
 	}
 	n, err := s.r.Read(p)
-	for _, c := range p[:n] {
-		switch {
-		case s.cr && c != '\n':
-			s.err = errBareCR
-		case c == '\n' && !s.cr:
-			s.err = errBareLF
-		}
-		if s.err != nil {
-			return 0, s.err
-		}
-		s.cr = c == '\r'
-		switch c {
-		case '\n':
-			s.line = 0
-		case '\r':
-		default:
-			s.line++
-			if s.max > 0 && s.line > s.max-2 {
-				s.err = errLineTooLong
-				return 0, s.err
-			}
-		}
+	if s.err = s.check(p[:n]); s.err != nil {
+		return 0, s.err
 	}
 	if err == io.EOF && s.cr {
 		s.err = errBareCR
 		return 0, s.err
 	}
 	return n, err
+}
+
+// check scans b a line piece at a time with bytes.IndexByte (a message
+// is mostly long runs without CR or LF), reporting the first fault in byte
+// order as a loop over single octets would.
+func (s *strictReader) check(b []byte) error {
+	for len(b) > 0 {
+		if s.cr {
+			if b[0] != '\n' {
+				return errBareCR
+			}
+			s.cr, s.line, b = false, 0, b[1:]
+			continue
+		}
+		piece := b
+		cr := bytes.IndexByte(b, '\r')
+		if cr >= 0 {
+			piece = b[:cr]
+		}
+		lf := bytes.IndexByte(piece, '\n')
+		if lf >= 0 {
+			piece = piece[:lf] // what precedes the bare LF
+		}
+		if s.max > 0 && s.line+len(piece) > s.max-2 {
+			return errLineTooLong
+		}
+		if lf >= 0 {
+			return errBareLF
+		}
+		s.line += len(piece)
+		if cr < 0 {
+			return nil
+		}
+		s.cr, b = true, b[cr+1:]
+	}
+	return nil
 }

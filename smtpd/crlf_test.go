@@ -50,11 +50,49 @@ func TestStrictReader(t *testing.T) {
 	}
 }
 
+// refStrict is the check a byte at a time, as strictReader first did it:
+// the reference for the fast scan's choice of the first fault.
+func refStrict(in []byte, max int) error {
+	line, cr := 0, false
+	for _, c := range in {
+		switch {
+		case cr && c != '\n':
+			return errBareCR
+		case c == '\n' && !cr:
+			return errBareLF
+		}
+		cr = c == '\r'
+		switch c {
+		case '\n':
+			line = 0
+		case '\r':
+		default:
+			line++
+			if max > 0 && line > max-2 {
+				return errLineTooLong
+			}
+		}
+	}
+	if cr {
+		return errBareCR
+	}
+	return nil
+}
+
 func FuzzStrictReader(f *testing.F) {
 	for _, s := range []string{"a\r\n", "a\nb", "\r", "x\r\n.\r\n", "\r\r\n", strings.Repeat("y", 1200)} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
+		// The same first fault as the byte loop, whatever the read sizes.
+		for _, max := range []int{4, 12} {
+			for _, r := range []io.Reader{bytes.NewReader(in), iotest.HalfReader(bytes.NewReader(in))} {
+				_, err := io.Copy(io.Discard, &strictReader{r: r, max: max})
+				if want := refStrict(in, max); err != want {
+					t.Fatalf("max %d: err %v, want %v", max, err, want)
+				}
+			}
+		}
 		var out bytes.Buffer
 		_, err := out.ReadFrom(&strictReader{r: bytes.NewReader(in), max: 1000})
 		if err != nil {
