@@ -10,7 +10,8 @@ import (
 	"clustermail/queue"
 )
 
-// registerMetrics exposes Raft, gossip and queue state, read at scrape time.
+// registerMetrics exposes Raft, gossip, queue and store state, read at
+// scrape time.
 func (n *Node) registerMetrics() {
 	gauge := func(name, help string, f func() float64) {
 		n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
@@ -30,6 +31,7 @@ func (n *Node) registerMetrics() {
 	n.reg.MustRegister(&queueCollector{q: n.queue,
 		depth:  prometheus.NewDesc("clustermail_queue_depth", "Entries in the replicated queue, by state: active (never deferred) or deferred.", []string{"state"}, nil),
 		oldest: prometheus.NewDesc("clustermail_queue_oldest_seconds", "Age of the oldest queue entry.", nil, nil)})
+	n.reg.MustRegister(newStoreCollector(n.db))
 	gauge("clustermail_spool_bodies", "Message bodies held on this node.", func() float64 {
 		c, _ := n.sp.Stats()
 		return float64(c)

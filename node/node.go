@@ -240,23 +240,44 @@ func (n *Node) openStores() error {
 		}
 	}
 	var err error
-	cache := pebble.NewCache(64 << 20)
+	// Commits over half the memtable bypass it and force a flush: 32 MiB
+	// keeps every ordinary message body on the fast path. Built without
+	// cgo, memtables live on the Go heap, which the collector lets grow to
+	// twice what is live: a larger memtable costs resident memory.
+	const memTable = 32 << 20
+	// Pebble reserves the memory of every memtable not yet flushed (the
+	// mutable one and one being flushed) out of the block cache. A cache
+	// of 64 MiB was therefore empty under load, and every point lookup
+	// (directory, mailbox counters, spool metadata) read and decompressed
+	// index and data blocks from the files: 15 to 20 % of a node's CPU with
+	// 32 KiB messages. The reservation is on top of what blocks may use.
+	cache := pebble.NewCache(blockCache + 2*memTable)
 	defer cache.Unref()
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
-		// Commits over half the memtable bypass it and force a flush: 32 MiB
-		// keeps every ordinary message body on the fast path. Built without
-		// cgo, memtables live on the Go heap, which the collector lets grow
-		// to twice what is live: a larger memtable costs resident memory.
-		MemTableSize: 32 << 20,
-		Logger:       raftstore.QuietLogger{},
+		MemTableSize:       memTable,
+		Logger:             raftstore.QuietLogger{},
 	}
 	// Most point lookups miss (request ids already applied, messages not
 	// yet delivered, addresses that are not aliases): a bloom filter per
 	// table answers them without reading the table's blocks. Lower levels
 	// inherit it.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Bodies (spool copies, mailbox messages) go to blob files at flush and
+	// stay there: compactions move only keys and small values, instead of
+	// rewriting every body at each level. With 32 KiB messages (8 000 on
+	// one node): a tenth less written, a sixth of the bytes compactions
+	// read.
+	opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           1024,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
+	}
 	n.db, err = pebble.Open(filepath.Join(n.cfg.DataDir, "db"), opts)
 	if err != nil {
 		return fmt.Errorf("open the node's database: %w", err)
@@ -275,6 +296,11 @@ func (n *Node) openStores() error {
 	}
 	return nil
 }
+
+// blockCache is what Pebble's block cache holds of index, filter and data
+// blocks: the hot set is small (the directory, mailbox counters, the
+// blocks of recent files), bodies are read once.
+const blockCache = 32 << 20
 
 func (n *Node) closeStores() {
 	n.storesClosed.Do(func() {
