@@ -34,6 +34,8 @@
 #                                   cm3: the same from CM_PORT+10)
 #   CM_LOG_LEVEL [info] (the nodes' logs go to files under $WORK)
 #   STALL_S [60] give up waiting for delivery after this long without progress
+#   SETTLE_S [30] before each run, wait up to this long for the CPUs to be 85 % idle (other
+#             servers finishing their flushes and compactions); 0 = do not wait
 #   WORK [a new /tmp/cmbench.XXXXXX] KEEP [0] (1 = leave $WORK: logs, results)
 #   NO_BUILD [0] (1 = use bin/clustermail as it is)  NO_INSTALL [0] (1 = never apt-get)
 #   PROFILE [0] (1 = during every clustermail run, take a CPU profile of each node from its admin
@@ -53,6 +55,7 @@ GENS=${GENS:-"smtp-source clustermail"}
 SERVERS=${SERVERS:-"postfix cm1 cm3"}
 CM3_RR=${CM3_RR:-1}
 HALF_RATE=${HALF_RATE:-1}
+SETTLE_S=${SETTLE_S:-30}
 PF_PORT=${PF_PORT:-2525}
 CM_PORT=${CM_PORT:-26000}
 CM_LOG_LEVEL=${CM_LOG_LEVEL:-info}
@@ -249,6 +252,27 @@ cm_queue_depth() { # API
 }
 cm_wait_idle() { for _ in $(seq 1 300); do [ "$(cm_queue_depth "$1")" = 0 ] && break; sleep 0.2; done; }
 
+# settle: before each run, wait (up to SETTLE_S seconds) until the CPUs are at least 85 % idle
+# over one second, so that no run starts inside the flushes and compactions another server
+# still owes for the run before it (every server runs on the same two CPUs).
+cpu_busy_pct() {
+  local a b
+  read -r -a a < /proc/stat; sleep 1; read -r -a b < /proc/stat
+  local ta=0 tb=0 i
+  for i in 1 2 3 4 5 6 7 8; do ta=$((ta + a[i])); tb=$((tb + b[i])); done
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=$((tb - ta))
+  [ "$total" -gt 0 ] || { echo 0; return; }
+  echo $(( 100 - 100 * idle / total ))
+}
+settle() {
+  local t0=$SECONDS busy=100
+  while [ $((SECONDS - t0)) -lt "$SETTLE_S" ]; do
+    busy=$(cpu_busy_pct)
+    [ "$busy" -le 15 ] && return
+  done
+  log "machine still ${busy}% busy after ${SETTLE_S}s; running anyway"
+}
+
 # --- one run ----------------------------------------------------------------------------------
 # run SERVER GEN SIZE CONC TARGETS(comma) RCPT COUNT_CMD MEMKIND [API]
 # With API (clustermail), clustermail's generator counts through the admin API in-process
@@ -256,7 +280,7 @@ cm_wait_idle() { for _ in $(seq 1 300); do [ "$(cm_queue_depth "$1")" = 0 ] && b
 run() {
   local server=$1 gen=$2 size=$3 c=$4 targets=$5 rcpt=$6 count_cmd=$7 kind=$8 api=${9:-}
   local first=${targets%%,*} t0 t1 t2 rc d line memf=$WORK/mem.$$ extra="" before
-  sync; sleep 1
+  sync; settle
   local prof_pids=() i
   if [ "$PROFILE" = 1 ] && [ "$kind" != postfix ]; then
     mkdir -p "$PROFILE_DIR"
