@@ -3,6 +3,7 @@ package directory
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"clustermail/raftstore"
 )
@@ -50,7 +51,12 @@ func ValidateAddress(addr string) error {
 		return raftstore.Errorf(raftstore.CodeInvalid, "invalid address %q: want local@domain", addr)
 	}
 	local := addr[:i]
-	if len(local) > 64 {
+	if !utf8.ValidString(local) {
+		return raftstore.Errorf(raftstore.CodeInvalid, "invalid address %q: local part is not UTF-8", addr)
+	}
+	// Measured in its normal form, which is what is stored: lowercasing
+	// can lengthen a few letters (İ, Ⱥ: two octets become three).
+	if len(strings.ToLower(local)) > 64 {
 		return raftstore.Errorf(raftstore.CodeInvalid, "invalid address %q: local part longer than 64", addr)
 	}
 	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {

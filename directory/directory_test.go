@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -176,6 +177,9 @@ func TestValidateAddress(t *testing.T) {
 		{"", false}, {"a", false}, {"@b.test", false}, {"a@", false}, {"a@b", false},
 		{"a b@c.test", false}, {".a@b.test", false}, {"a..b@c.test", false}, {"a@-b.test", false},
 		{"a@b_c.test", false}, {"<a>@b.test", false},
+		{"\xec\xec@b.test", false},                   // not UTF-8 (lowercasing would turn it into U+FFFD)
+		{strings.Repeat("Ⱥ", 32) + "@b.test", false}, // 64 octets, 96 once lowercased
+		{strings.Repeat("ü", 32) + "@b.test", true},
 	} {
 		if err := ValidateAddress(tc.in); (err == nil) != tc.ok {
 			t.Errorf("ValidateAddress(%q) = %v, want ok=%v", tc.in, err, tc.ok)
