@@ -31,7 +31,7 @@ func (n *Node) registerMetrics() {
 	n.reg.MustRegister(&queueCollector{q: n.queue,
 		depth:  prometheus.NewDesc("clustermail_queue_depth", "Entries in the replicated queue, by state: active (never deferred) or deferred.", []string{"state"}, nil),
 		oldest: prometheus.NewDesc("clustermail_queue_oldest_seconds", "Age of the oldest queue entry.", nil, nil)})
-	n.reg.MustRegister(newStoreCollector(n.db))
+	n.reg.MustRegister(newStoreCollector(n.db, &n.storeEvents))
 	gauge("clustermail_spool_bodies", "Message bodies held on this node.", func() float64 {
 		c, _ := n.sp.Stats()
 		return float64(c)

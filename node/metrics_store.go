@@ -1,28 +1,57 @@
 package node
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// storeEvents counts what Pebble reports through its event listener and
+// not in Metrics: write stalls (writers held back until a flush or
+// compaction catches up) and the time spent flushing memtables.
+type storeEvents struct {
+	stalls, stallNanos, flushNanos atomic.Int64
+	stallStart                     atomic.Int64 // unix nanos, 0 when not stalled
+}
+
+func (e *storeEvents) listener() *pebble.EventListener {
+	return &pebble.EventListener{
+		WriteStallBegin: func(pebble.WriteStallBeginInfo) {
+			e.stalls.Add(1)
+			e.stallStart.Store(time.Now().UnixNano())
+		},
+		WriteStallEnd: func() {
+			if t := e.stallStart.Swap(0); t != 0 {
+				e.stallNanos.Add(time.Now().UnixNano() - t)
+			}
+		},
+		FlushEnd: func(i pebble.FlushInfo) { e.flushNanos.Add(int64(i.TotalDuration)) },
+	}
+}
 
 // storeCollector exposes the node's Pebble database, read once per scrape:
 // the block cache hit rate, L0 files and compaction debt are what tells an
 // operator (or a benchmark) that the store, not the network, is the limit.
 type storeCollector struct {
-	db *pebble.DB
+	db     *pebble.DB
+	events *storeEvents
 
 	cacheHits, cacheMisses, cacheBytes *prometheus.Desc
 	l0Files, l0Sublevels, readAmp      *prometheus.Desc
 	compactions, flushes, debt         *prometheus.Desc
 	memtableBytes, diskBytes           *prometheus.Desc
+	stalls, stallSeconds, flushSeconds *prometheus.Desc
 }
 
-func newStoreCollector(db *pebble.DB) *storeCollector {
+func newStoreCollector(db *pebble.DB, events *storeEvents) *storeCollector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("clustermail_store_"+name, help, nil, nil)
 	}
 	return &storeCollector{
 		db:            db,
+		events:        events,
 		cacheHits:     d("block_cache_hits_total", "Block cache hits."),
 		cacheMisses:   d("block_cache_misses_total", "Block cache misses: blocks read from files."),
 		cacheBytes:    d("block_cache_bytes", "Bytes held by the block cache."),
@@ -34,12 +63,16 @@ func newStoreCollector(db *pebble.DB) *storeCollector {
 		debt:          d("compaction_debt_bytes", "Estimated bytes compactions must still rewrite."),
 		memtableBytes: d("memtable_bytes", "Bytes in memtables, flushed or not."),
 		diskBytes:     d("disk_bytes", "Disk space used by the database (tables, blob files, WAL)."),
+		stalls:        d("write_stalls_total", "Times writes were held back until flushes or compactions caught up."),
+		stallSeconds:  d("write_stall_seconds_total", "Time writes spent held back."),
+		flushSeconds:  d("flush_seconds_total", "Time spent flushing memtables."),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cacheHits, c.cacheMisses, c.cacheBytes, c.l0Files, c.l0Sublevels,
-		c.readAmp, c.compactions, c.flushes, c.debt, c.memtableBytes, c.diskBytes} {
+		c.readAmp, c.compactions, c.flushes, c.debt, c.memtableBytes, c.diskBytes,
+		c.stalls, c.stallSeconds, c.flushSeconds} {
 		ch <- d
 	}
 }
@@ -63,4 +96,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.debt, float64(m.Compact.EstimatedDebt))
 	gauge(c.memtableBytes, float64(m.MemTable.Size))
 	gauge(c.diskBytes, float64(m.DiskSpaceUsage()))
+	counter(c.stalls, c.events.stalls.Load())
+	ch <- prometheus.MustNewConstMetric(c.stallSeconds, prometheus.CounterValue, time.Duration(c.events.stallNanos.Load()).Seconds())
+	ch <- prometheus.MustNewConstMetric(c.flushSeconds, prometheus.CounterValue, time.Duration(c.events.flushNanos.Load()).Seconds())
 }

@@ -8,7 +8,8 @@ import (
 )
 
 func TestStoreCollector(t *testing.T) {
-	db, err := pebble.Open(t.TempDir(), &pebble.Options{})
+	var ev storeEvents
+	db, err := pebble.Open(t.TempDir(), &pebble.Options{EventListener: ev.listener()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +21,7 @@ func TestStoreCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newStoreCollector(db))
+	reg.MustRegister(newStoreCollector(db, &ev))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -30,10 +31,11 @@ func TestStoreCollector(t *testing.T) {
 		m := mf.GetMetric()[0]
 		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
 	}
-	if len(got) != 11 {
-		t.Fatalf("%d store metrics, want 11: %v", len(got), got)
+	if len(got) != 14 {
+		t.Fatalf("%d store metrics, want 14: %v", len(got), got)
 	}
-	if got["clustermail_store_flushes_total"] < 1 || got["clustermail_store_disk_bytes"] <= 0 {
+	if got["clustermail_store_flushes_total"] < 1 || got["clustermail_store_disk_bytes"] <= 0 ||
+		got["clustermail_store_flush_seconds_total"] <= 0 {
 		t.Fatalf("after a flush: %v", got)
 	}
 }

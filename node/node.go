@@ -47,6 +47,8 @@ type Node struct {
 	mail *mailstore.Store
 	db   *pebble.DB // shared by the four stores above
 
+	storeEvents storeEvents // Pebble's stalls and flushes, for metrics
+
 	peerLn  *peer.Listener
 	rpcSrv  *http.Server
 	apiSrv  *http.Server
@@ -258,6 +260,7 @@ func (n *Node) openStores() error {
 		Cache:              cache,
 		MemTableSize:       memTable,
 		Logger:             raftstore.QuietLogger{},
+		EventListener:      n.storeEvents.listener(),
 	}
 	// Most point lookups miss (request ids already applied, messages not
 	// yet delivered, addresses that are not aliases): a bloom filter per
