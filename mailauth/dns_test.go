@@ -25,15 +25,22 @@ type testDNS struct {
 func newTestDNS(t *testing.T) *testDNS {
 	t.Helper()
 	d := &testDNS{records: map[string][]dns.RR{}, servfail: map[string]bool{}, dropped: map[string]bool{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", d.addr)
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
+	// UDP and TCP on one port: the port the kernel picks for UDP may be
+	// taken for TCP (another test's connection), so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ln == nil; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		d.addr = pc.LocalAddr().String()
+		if ln, err = net.Listen("tcp", d.addr); err != nil {
+			pc.Close()
+			if try == 20 {
+				t.Fatal(err)
+			}
+		}
 	}
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: d}, {Listener: ln, Handler: d}} {
 		started := make(chan struct{})
