@@ -33,6 +33,7 @@ import (
 	"clustermail/smtpd"
 	"clustermail/spool"
 	"clustermail/throttle"
+	"clustermail/wal"
 )
 
 // Node is one running clustermail node.
@@ -48,6 +49,7 @@ type Node struct {
 	db   *pebble.DB // shared by the four stores above
 
 	storeEvents storeEvents // Pebble's stalls and flushes, for metrics
+	wal         wal.Tracker // which unsynced writes to db a synced one covered
 
 	peerLn  *peer.Listener
 	rpcSrv  *http.Server
@@ -285,13 +287,13 @@ func (n *Node) openStores() error {
 	if err != nil {
 		return fmt.Errorf("open the node's database: %w", err)
 	}
-	if n.logs, err = raftstore.OpenLogStore("", raftstore.LogStoreOptions{DB: n.db}); err != nil {
+	if n.logs, err = raftstore.OpenLogStore("", raftstore.LogStoreOptions{DB: n.db, WAL: &n.wal}); err != nil {
 		return err
 	}
 	if n.fsm, err = raftstore.OpenFSM("", raftstore.FSMOptions{DB: n.db, Logger: n.log}); err != nil {
 		return err
 	}
-	if n.sp, err = spool.Open("", spool.Options{DB: n.db}); err != nil {
+	if n.sp, err = spool.Open("", spool.Options{DB: n.db, WAL: &n.wal}); err != nil {
 		return err
 	}
 	if n.mail, err = mailstore.Open("", mailstore.Options{DB: n.db}); err != nil {

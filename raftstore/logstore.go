@@ -14,6 +14,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+
+	"clustermail/wal"
 )
 
 // Key layout: a one-byte table prefix, then for logs the big-endian index so
@@ -48,6 +50,9 @@ type LogStoreOptions struct {
 	// DB, when set, is the node's shared database (keys 0x41-0x42 are the
 	// log store's): the store neither opens nor closes it.
 	DB *pebble.DB
+	// WAL, with DB, learns of every synced append: it makes durable the
+	// unsynced writes committed to DB before it (see package wal).
+	WAL *wal.Tracker
 }
 
 // LogStore is a Pebble-backed raft.LogStore and raft.StableStore in one
@@ -68,6 +73,7 @@ type LogStore struct {
 	// bounds cannot; guarded by writeMu.
 	hasLogs bool
 	shared  bool // db belongs to the node, not to the store
+	wal     *wal.Tracker
 }
 
 // OpenLogStore opens (creating if needed) the store in dir.
@@ -77,7 +83,7 @@ func OpenLogStore(dir string, opts LogStoreOptions) (*LogStore, error) {
 		fs = vfs.Default
 	}
 	if opts.DB != nil {
-		s := &LogStore{db: opts.DB, shared: true, wo: pebble.Sync}
+		s := &LogStore{db: opts.DB, shared: true, wo: pebble.Sync, wal: opts.WAL}
 		if opts.NoSync {
 			s.wo = pebble.NoSync
 		}
@@ -181,8 +187,12 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	mark := s.wal.BeforeSync()
 	if err := b.Commit(s.wo); err != nil {
 		return fmt.Errorf("store logs %d-%d: %w", lo, hi, err)
+	}
+	if s.wo.Sync {
+		s.wal.Synced(mark)
 	}
 	// The stored set only grew, so the bounds can only widen.
 	if !s.hasLogs || lo < s.first.Load() {

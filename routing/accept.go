@@ -21,10 +21,16 @@ var ErrTemporary = errors.New("temporary failure")
 // single-node cluster), commits its queue entry through Raft, and only then
 // returns: the first promise of the design. Any failure
 // returns an error wrapping ErrTemporary.
+//
+// This node's copy is written without its own fsync and made durable
+// before the return: usually by the Raft append of the entry itself, which
+// on the leader (and on a follower that stored it) is a synced write to
+// the same log, after the body's; otherwise by one fsync after the commit.
+// The other holders' copies are synced before the entry is proposed.
 func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, body []byte) error {
 	lg := r.log.With("queue_id", id)
 	t0 := time.Now()
-	holders, err := r.replicate(ctx, id, targets, body)
+	holders, ticket, err := r.replicate(ctx, id, targets, body)
 	r.m.stage.WithLabelValues("body").Observe(time.Since(t0).Seconds())
 	if err != nil {
 		r.m.acceptErrs.WithLabelValues("body").Inc()
@@ -45,6 +51,14 @@ func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, 
 		lg.Warn("message not accepted: queue entry not committed", "err", err)
 		return fmt.Errorf("%w: %v", ErrTemporary, err)
 	}
+	if err := r.spool.Sync(ticket); err != nil {
+		// The entry is committed and the other holder has the body, so the
+		// message will be delivered; the client, told 4xx, may send it
+		// again, as after any failure between the commit and the 250.
+		r.m.acceptErrs.WithLabelValues("body").Inc()
+		lg.Error("message queued but this node's copy not synced", "err", err)
+		return fmt.Errorf("%w: %v", ErrTemporary, err)
+	}
 	r.m.accepted.Inc()
 	lg.Info("queued", "from", from, "recipients", len(targets), "size", len(body), "holders", holders)
 	return nil
@@ -53,7 +67,7 @@ func (r *Router) Accept(ctx context.Context, id, from string, targets []Target, 
 // replicate stores the body here and on other live nodes, preferring the
 // owners of the recipients (they then deliver from their own disk), until
 // it holds on enough nodes.
-func (r *Router) replicate(ctx context.Context, id string, targets []Target, body []byte) ([]string, error) {
+func (r *Router) replicate(ctx context.Context, id string, targets []Target, body []byte) (holders []string, ticket uint64, err error) {
 	self := r.members.Name()
 	need := 1
 	if r.members.Servers() >= 2 {
@@ -79,14 +93,13 @@ func (r *Router) replicate(ctx context.Context, id string, targets []Target, bod
 	}
 
 	var mu sync.Mutex
-	var holders []string
 	var errs []error
 	var wg sync.WaitGroup
 	store := func(node string) {
 		defer wg.Done()
 		var err error
 		if node == self {
-			err = r.spool.Put(id, body)
+			ticket, err = r.spool.PutUnsynced(id, body)
 		} else {
 			err = r.putRemote(ctx, live[node], id, body)
 		}
@@ -120,12 +133,12 @@ func (r *Router) replicate(ctx context.Context, id string, targets []Target, bod
 		store(n)
 	}
 	if len(holders) < need {
-		return nil, fmt.Errorf("stored on %d of %d nodes needed: %w", len(holders), need, errors.Join(errs...))
+		return nil, 0, fmt.Errorf("stored on %d of %d nodes needed: %w", len(holders), need, errors.Join(errs...))
 	}
 	if len(errs) > 0 {
 		r.log.Debug("some holders failed", "queue_id", id, "errs", errors.Join(errs...))
 	}
-	return holders, nil
+	return holders, ticket, nil
 }
 
 func (r *Router) putRemote(ctx context.Context, addr, id string, body []byte) error {

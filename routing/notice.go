@@ -61,7 +61,12 @@ func (r *Router) buildNotice(ctx context.Context, e queue.Entry, kind string, rc
 	}
 	sum := sha256.Sum256([]byte(strings.Join(idx, "\x00")))
 	id := e.ID + "-" + kind + hex.EncodeToString(sum[:4])
-	holders, err := r.replicate(ctx, id, targets, body)
+	holders, ticket, err := r.replicate(ctx, id, targets, body)
+	if err == nil {
+		// The notice rides in a delivery report proposed later, not
+		// necessarily from a synced append after this write: sync now.
+		err = r.spool.Sync(ticket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s notice for %s: %w", kind, e.ID, err)
 	}

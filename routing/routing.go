@@ -30,6 +30,10 @@ type Membership interface {
 // Spool is this node's body store.
 type Spool interface {
 	Put(id string, body []byte) error
+	// PutUnsynced stores without waiting for the disk; Sync(ticket) waits,
+	// fsyncing only if no later synced write (a Raft append) covered it.
+	PutUnsynced(id string, body []byte) (ticket uint64, err error)
+	Sync(ticket uint64) error
 	Get(id string) ([]byte, error)
 	Has(id string) bool
 	Delete(id string) error

@@ -16,6 +16,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"clustermail/wal"
 )
 
 // ErrNotFound is returned by Get for an id that is not stored.
@@ -44,6 +46,9 @@ type Options struct {
 	// DB, when set, is the node's shared database (keys 'c' and 'm' are
 	// the spool's): the spool neither opens nor closes it.
 	DB *pebble.DB
+	// WAL, with DB, is the node's tracker of synced commits: PutUnsynced
+	// needs it to know when its write became durable (see package wal).
+	WAL *wal.Tracker
 }
 
 // Spool stores message bodies by id in a pebble database of its own.
@@ -57,6 +62,7 @@ type Spool struct {
 
 	count, bytes atomic.Int64 // for Stats, kept in step with commits
 	shared       bool         // db belongs to the node
+	wal          *wal.Tracker
 }
 
 // meta is the small record stored beside each body.
@@ -73,7 +79,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		fs = vfs.Default
 	}
 	if opts.DB != nil {
-		s := &Spool{db: opts.DB, shared: true}
+		s := &Spool{db: opts.DB, shared: true, wal: opts.WAL}
 		if err := s.List(func(_ string, _ time.Time, size int64) bool {
 			s.count.Add(1)
 			s.bytes.Add(size)
@@ -123,8 +129,38 @@ func (s *Spool) Close() error {
 // id again replaces its body and stored time; with the same body that is
 // harmless, so a retried Put is safe.
 func (s *Spool) Put(id string, body []byte) error {
+	_, err := s.put(id, body, pebble.Sync)
+	return err
+}
+
+// PutUnsynced stores body like Put but returns before it is on disk, with
+// the ticket to pass to Sync. A node that is about to append a Raft entry
+// to the same database usually gets the fsync for free: the append is
+// synced, and covers every write committed before it.
+func (s *Spool) PutUnsynced(id string, body []byte) (ticket uint64, err error) {
+	if s.wal == nil {
+		return 0, s.Put(id, body) // nothing would tell when it is durable
+	}
+	return s.put(id, body, pebble.NoSync)
+}
+
+// Sync returns once the write of ticket is durable, with an fsync of its
+// own only if no synced commit has covered it yet.
+func (s *Spool) Sync(ticket uint64) error {
+	if s.wal == nil || s.wal.Durable(ticket) {
+		return nil
+	}
+	mark := s.wal.BeforeSync()
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("sync spool: %w", err)
+	}
+	s.wal.Synced(mark)
+	return nil
+}
+
+func (s *Spool) put(id string, body []byte, wo *pebble.WriteOptions) (ticket uint64, err error) {
 	if err := checkID(id); err != nil {
-		return err
+		return 0, err
 	}
 	b := s.db.NewBatch(pebble.WithInitialSizeBytes(len(body) + 256))
 	defer b.Close()
@@ -132,11 +168,11 @@ func (s *Spool) Put(id string, body []byte) error {
 	for off := 0; off < len(body); off += chunkSize {
 		end := min(off+chunkSize, len(body))
 		if err := b.Set(chunkKey(id, n), body[off:end], nil); err != nil {
-			return fmt.Errorf("put %q: %w", id, err)
+			return 0, fmt.Errorf("put %q: %w", id, err)
 		}
 		n++
 	}
-	return s.commit(id, b, meta{size: int64(len(body)), chunks: n})
+	return s.commit(id, b, meta{size: int64(len(body)), chunks: n}, wo)
 }
 
 // PutFrom reads a body of at most limit bytes from r and stores it like
@@ -174,29 +210,38 @@ func (s *Spool) PutFrom(id string, r io.Reader, limit int64) (n int64, err error
 			return n, fmt.Errorf("put %q: read body: %w", id, err)
 		}
 	}
-	return n, s.commit(id, b, meta{size: n, chunks: chunks})
+	_, err = s.commit(id, b, meta{size: n, chunks: chunks}, pebble.Sync)
+	return n, err
 }
 
 // commit adds id's metadata to a batch already holding its chunks, drops
-// chunks left over from a longer earlier body, and commits with fsync.
-func (s *Spool) commit(id string, b *pebble.Batch, m meta) error {
+// chunks left over from a longer earlier body, and commits with wo. An
+// unsynced commit returns its ticket (package wal); a synced one marks
+// every earlier ticket durable.
+func (s *Spool) commit(id string, b *pebble.Batch, m meta, wo *pebble.WriteOptions) (ticket uint64, err error) {
 	unlock := s.locks.lock(id)
 	defer unlock()
 	old, found, err := s.readMeta(s.db, id)
 	if err != nil {
-		return fmt.Errorf("put %q: %w", id, err)
+		return 0, fmt.Errorf("put %q: %w", id, err)
 	}
 	for c := m.chunks; found && c < old.chunks; c++ {
 		if err := b.Delete(chunkKey(id, c), nil); err != nil {
-			return fmt.Errorf("put %q: %w", id, err)
+			return 0, fmt.Errorf("put %q: %w", id, err)
 		}
 	}
 	m.stored = time.Now()
 	if err := b.Set(metaKey(id), appendMeta(nil, m), nil); err != nil {
-		return fmt.Errorf("put %q: %w", id, err)
+		return 0, fmt.Errorf("put %q: %w", id, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("put %q: %w", id, err)
+	mark := s.wal.BeforeSync()
+	if err := b.Commit(wo); err != nil {
+		return 0, fmt.Errorf("put %q: %w", id, err)
+	}
+	if wo.Sync {
+		s.wal.Synced(mark)
+	} else {
+		ticket = s.wal.Written()
 	}
 	if found {
 		s.bytes.Add(m.size - old.size)
@@ -204,7 +249,7 @@ func (s *Spool) commit(id string, b *pebble.Batch, m meta) error {
 		s.count.Add(1)
 		s.bytes.Add(m.size)
 	}
-	return nil
+	return ticket, nil
 }
 
 // Get returns the body stored under id, or ErrNotFound.
