@@ -55,8 +55,9 @@ type Stores struct {
 	// Applied is the index the FSM's durable state reflects, used to skip
 	// restoring a snapshot the state already contains.
 	Applied func() uint64
-	// Advanced, if set, returns a channel closed when the applied index
-	// next moves (raftstore.FSM.Advanced); without it a proposer polls.
+	// Advanced returns a channel closed when the applied index next moves
+	// (raftstore.FSM.Advanced): a proposer that reads its write back waits
+	// on it.
 	Advanced func() <-chan struct{}
 }
 

@@ -25,6 +25,7 @@ func (nopFSM) Apply(*raft.Log) any                 { return nil }
 func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("no snapshots") }
 func (nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
 func (nopFSM) applied() uint64                     { return 0 }
+func (nopFSM) advanced() <-chan struct{}           { return nil } // never moves
 func newKey(t *testing.T) string                   { t.Helper(); b := make([]byte, 32); rand.Read(b); return enc(b) }
 func enc(b []byte) string                          { return base64.StdEncoding.EncodeToString(b) }
 func dec(t *testing.T, s string) []byte {
@@ -66,7 +67,8 @@ func startNode(t *testing.T, name, dir, key string, join ...string) *Cluster {
 	store := raft.NewInmemStore()
 	c, err := New(Config{Name: name, ID: name + "-id", GossipAddr: "127.0.0.1:0", Join: join, DataDir: dir, Logger: logger(),
 		GossipKey: seed, Meta: Meta{ID: name + "-id", RaftAddr: raftAddr, Version: "test"}},
-		Stores{Log: store, Stable: store, Snapshots: raft.NewInmemSnapshotStore(), FSM: nopFSM{}, Applied: nopFSM{}.applied}, ln)
+		Stores{Log: store, Stable: store, Snapshots: raft.NewInmemSnapshotStore(), FSM: nopFSM{}, Applied: nopFSM{}.applied,
+			Advanced: nopFSM{}.advanced}, ln)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

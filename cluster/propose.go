@@ -131,14 +131,6 @@ func (c *Cluster) waitApplied(ctx context.Context, index uint64) {
 	if c.applied() >= index {
 		return
 	}
-	if c.advanced == nil { // no signal from the state machine: poll
-		deadline := time.Now().Add(2 * time.Second)
-		for wait := 100 * time.Microsecond; c.applied() < index && time.Now().Before(deadline) && ctx.Err() == nil; {
-			time.Sleep(wait)
-			wait = min(2*wait, 20*time.Millisecond)
-		}
-		return
-	}
 	deadline := time.NewTimer(2 * time.Second)
 	defer deadline.Stop()
 	for {

@@ -99,15 +99,24 @@ func TestFSMUnknownCommandTypes(t *testing.T) {
 	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{99, '{', '}'}})
 }
 
-func TestFSMRegisterTwicePanics(t *testing.T) {
-	f := openTestFSM(t, vfs.NewMem())
-	defer f.Close()
-	defer func() {
-		if recover() == nil {
-			t.Fatal("duplicate registration must panic")
-		}
-	}()
-	f.Register(cmdPut, func(*Tx, []byte) error { return nil })
+// TestFSMRegisterPanics: registering a type twice, the reserved multi type
+// or a type with the request-id bit is a programming error.
+func TestFSMRegisterPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  CommandType
+	}{{"twice", cmdPut}, {"multi", cmdMulti}, {"request-id bit", cmdPut | withRequestID}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := openTestFSM(t, vfs.NewMem())
+			defer f.Close()
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("Register(%d) did not panic", tc.typ)
+				}
+			}()
+			f.Register(tc.typ, func(*Tx, []byte) error { return nil })
+		})
+	}
 }
 
 type memSink struct {

@@ -86,17 +86,6 @@ func TestMultiEntryMalformed(t *testing.T) {
 	}
 }
 
-func TestRegisterReservedTypePanics(t *testing.T) {
-	f := openTestFSM(t, vfs.NewMem())
-	defer f.Close()
-	defer func() {
-		if recover() == nil {
-			t.Fatal("registering the multi type did not panic")
-		}
-	}()
-	f.Register(cmdMulti, func(*Tx, []byte) error { return nil })
-}
-
 // TestAdvancedSignals: a waiter on Advanced wakes when an entry applies.
 func TestAdvancedSignals(t *testing.T) {
 	f := openTestFSM(t, vfs.NewMem())
