@@ -110,6 +110,7 @@ func New(cfg Config, st Stores, ln *peer.Listener) (*Cluster, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.group.c = c
+	c.group.send = c.commitGroup
 	c.cfg.Meta.Features = features
 
 	rc := raft.DefaultConfig()

@@ -17,9 +17,14 @@ import (
 // the groups grow by themselves, as the fsyncs of a write-ahead log do.
 type proposer struct {
 	c        *Cluster
+	send     func([]*proposal) // commits a group: c.commitGroup
 	mu       sync.Mutex
 	pending  []*proposal
 	inflight int
+	// gather, while a group of proposals in no hurry waits for company,
+	// is closed by the first proposal that is in a hurry: it leaves at
+	// once and takes them along.
+	gather chan struct{}
 }
 
 type proposal struct {
@@ -46,6 +51,10 @@ const (
 	groupBytes     = 256 << 10
 )
 
+// groupLinger is how long a proposal marked raftstore.MayWait waits for
+// others before it leaves alone: a few commits' time. (A variable for tests.)
+var groupLinger = 5 * time.Millisecond
+
 // propose commits cmd, alone or in a group, and returns its own outcome:
 // nil, its business error, or errRetry when the group could not commit.
 // A proposer that reads its write back waits for its replica here, after
@@ -53,15 +62,24 @@ const (
 // a commit only with the leader's next message, which can be a while.
 func (p *proposer) propose(ctx context.Context, cmd []byte) error {
 	pr := &proposal{cmd: cmd, done: make(chan outcome, 1)}
+	lazy := raftstore.WaitsForCompany(ctx)
+	var gather chan struct{}
 	p.mu.Lock()
 	p.pending = append(p.pending, pr)
 	start := p.inflight < groupsInFlight
 	if start {
 		p.inflight++
+		if lazy {
+			gather = make(chan struct{})
+			p.gather = gather
+		}
+	} else if !lazy && p.gather != nil {
+		close(p.gather)
+		p.gather = nil
 	}
 	p.mu.Unlock()
 	if start {
-		go p.run()
+		go p.run(gather)
 	}
 	select {
 	case o := <-pr.done:
@@ -76,8 +94,22 @@ func (p *proposer) propose(ctx context.Context, cmd []byte) error {
 	}
 }
 
-// run sends groups until nothing is pending.
-func (p *proposer) run() {
+// run sends groups until nothing is pending; with gather, the first one
+// only after groupLinger or when gather is closed.
+func (p *proposer) run(gather chan struct{}) {
+	if gather != nil {
+		t := time.NewTimer(groupLinger)
+		select {
+		case <-t.C:
+		case <-gather:
+		}
+		t.Stop()
+		p.mu.Lock()
+		if p.gather == gather {
+			p.gather = nil
+		}
+		p.mu.Unlock()
+	}
 	for {
 		p.mu.Lock()
 		if len(p.pending) == 0 {
@@ -93,7 +125,7 @@ func (p *proposer) run() {
 		group := p.pending[:n:n]
 		p.pending = p.pending[n:]
 		p.mu.Unlock()
-		p.c.commitGroup(group)
+		p.send(group)
 	}
 }
 

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"clustermail/raftstore"
 )
@@ -79,6 +82,89 @@ func TestForwardedOutcomes(t *testing.T) {
 			case w != "" && w != "?" && !raftstore.IsCode(out[i], w):
 				t.Errorf("%s: outcome %d = %v, want code %s", c.name, i, out[i], w)
 			}
+		}
+	}
+}
+
+// TestProposerMayWait: a proposal in no hurry waits for company; one in a
+// hurry leaves at once and takes the waiting ones along; one in no hurry
+// left alone still leaves after the linger.
+func TestProposerMayWait(t *testing.T) {
+	defer func(d time.Duration) { groupLinger = d }(groupLinger)
+	sent := make(chan int, 8)
+	p := &proposer{send: func(g []*proposal) {
+		sent <- len(g)
+		for _, pr := range g {
+			pr.done <- outcome{}
+		}
+	}}
+	pending := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			p.mu.Lock()
+			k := len(p.pending)
+			p.mu.Unlock()
+			if k == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d proposals pending, want %d", k, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ctx := context.Background()
+	lazy := raftstore.NoReadBack(raftstore.MayWait(ctx))
+	hurry := raftstore.NoReadBack(ctx)
+	expect := func(want int) {
+		select {
+		case n := <-sent:
+			if n != want {
+				t.Fatalf("group of %d sent, want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no group sent, want one of %d", want)
+		}
+	}
+
+	groupLinger = time.Hour
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.propose(lazy, []byte("report")) }()
+	}
+	pending(2)
+	select {
+	case n := <-sent:
+		t.Fatalf("a group of %d left without company", n)
+	default:
+	}
+	if err := p.propose(hurry, []byte("accept")); err != nil {
+		t.Fatal(err)
+	}
+	expect(3)
+	wg.Wait()
+
+	// Nothing waiting: a proposal in a hurry leaves at once, alone.
+	if err := p.propose(hurry, []byte("accept")); err != nil {
+		t.Fatal(err)
+	}
+	expect(1)
+
+	groupLinger = 10 * time.Millisecond
+	if err := p.propose(lazy, []byte("report")); err != nil {
+		t.Fatal(err)
+	}
+	expect(1)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		idle := p.gather == nil && p.inflight == 0
+		p.mu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proposer not idle after its last group")
 		}
 	}
 }

@@ -32,6 +32,8 @@ func (n *Network) HTTPClient() *http.Client {
 			defer cancel()
 			return n.Dial(ctx, addr, KindRPC)
 		},
+		// Bodies go to holders in one write, not in 4 KiB pieces.
+		WriteBufferSize:     64 << 10,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}

@@ -81,6 +81,22 @@ func NoReadBack(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noReadBackKey{}, true)
 }
 
+type mayWaitKey struct{}
+
+// MayWait marks a proposal that is in no hurry (a delivery report, not a
+// client's accept): when nothing is on its way to the leader, it waits a
+// moment for other proposals to share its log entry, and every node then
+// writes and fsyncs one entry for all of them.
+func MayWait(ctx context.Context) context.Context {
+	return context.WithValue(ctx, mayWaitKey{}, true)
+}
+
+// WaitsForCompany reports whether ctx was marked by MayWait.
+func WaitsForCompany(ctx context.Context) bool {
+	v, _ := ctx.Value(mayWaitKey{}).(bool)
+	return v
+}
+
 // ReadsBack reports whether the proposer of ctx reads its write back (the
 // default: read-your-writes on the proposing node).
 func ReadsBack(ctx context.Context) bool {

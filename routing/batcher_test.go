@@ -3,8 +3,10 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"clustermail/mailstore"
 )
@@ -84,5 +86,52 @@ func TestBatcherGroupsAndAnswersEach(t *testing.T) {
 		if n == 0 {
 			break
 		}
+	}
+}
+
+// TestBatcherLingerKeepsOrder: deliveries to an idle mailbox that arrive
+// within the linger share one commit, stored in queue id order whatever
+// order they arrived in.
+func TestBatcherLingerKeepsOrder(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]string
+	b := newBatcher(func(account string, ds []mailstore.Delivery) ([]mailstore.DeliveryResult, error) {
+		var keys []string
+		for _, d := range ds {
+			keys = append(keys, d.Key)
+		}
+		mu.Lock()
+		batches = append(batches, keys)
+		mu.Unlock()
+		return make([]mailstore.DeliveryResult, len(ds)), nil
+	})
+	b.linger = 2 * time.Second // far longer than queueing three jobs takes
+	var wg sync.WaitGroup
+	for i, k := range []string{"01C/a", "01A/a", "01B/a"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := b.Deliver("a@x.test", mailstore.Delivery{Key: k}); err != nil {
+				t.Error(err)
+			}
+		}()
+		for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+			n := 0
+			b.mu.Lock()
+			if q := b.accounts["a@x.test"]; q != nil {
+				n = len(q.pending)
+			}
+			b.mu.Unlock()
+			if n == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %d not queued", i)
+			}
+		}
+	}
+	wg.Wait()
+	if len(batches) != 1 || strings.Join(batches[0], " ") != "01A/a 01B/a 01C/a" {
+		t.Fatalf("batches %v, want one in id order", batches)
 	}
 }
