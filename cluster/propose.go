@@ -22,9 +22,10 @@ type proposer struct {
 	pending  []*proposal
 	inflight int
 	// gather, while a group of proposals in no hurry waits for company,
-	// is closed by the first proposal that is in a hurry: it leaves at
-	// once and takes them along.
-	gather chan struct{}
+	// is closed by the first proposal that is in a hurry (it leaves at
+	// once and takes them along) or once company proposals are pending.
+	gather  chan struct{}
+	company int
 }
 
 type proposal struct {
@@ -62,18 +63,19 @@ var groupLinger = 5 * time.Millisecond
 // a commit only with the leader's next message, which can be a while.
 func (p *proposer) propose(ctx context.Context, cmd []byte) error {
 	pr := &proposal{cmd: cmd, done: make(chan outcome, 1)}
-	lazy := raftstore.WaitsForCompany(ctx)
+	company := raftstore.WaitsForCompany(ctx)
 	var gather chan struct{}
 	p.mu.Lock()
 	p.pending = append(p.pending, pr)
 	start := p.inflight < groupsInFlight
-	if start {
+	switch {
+	case start && company > 1:
 		p.inflight++
-		if lazy {
-			gather = make(chan struct{})
-			p.gather = gather
-		}
-	} else if !lazy && p.gather != nil {
+		gather = make(chan struct{})
+		p.gather, p.company = gather, company
+	case start:
+		p.inflight++
+	case p.gather != nil && (company == 0 || len(p.pending) >= p.company):
 		close(p.gather)
 		p.gather = nil
 	}

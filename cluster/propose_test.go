@@ -87,8 +87,8 @@ func TestForwardedOutcomes(t *testing.T) {
 }
 
 // TestProposerMayWait: a proposal in no hurry waits for company; one in a
-// hurry leaves at once and takes the waiting ones along; one in no hurry
-// left alone still leaves after the linger.
+// hurry leaves at once and takes the waiting ones along; a complete company
+// leaves at once; one in no hurry left alone still leaves after the linger.
 func TestProposerMayWait(t *testing.T) {
 	defer func(d time.Duration) { groupLinger = d }(groupLinger)
 	sent := make(chan int, 8)
@@ -114,7 +114,7 @@ func TestProposerMayWait(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	lazy := raftstore.NoReadBack(raftstore.MayWait(ctx))
+	lazy := raftstore.NoReadBack(raftstore.MayWait(ctx, 4))
 	hurry := raftstore.NoReadBack(ctx)
 	expect := func(want int) {
 		select {
@@ -150,6 +150,15 @@ func TestProposerMayWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(1)
+
+	// Company complete: the group leaves without waiting out the linger.
+	trio := raftstore.NoReadBack(raftstore.MayWait(ctx, 3))
+	for range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.propose(trio, []byte("report")) }()
+	}
+	expect(3)
+	wg.Wait()
 
 	groupLinger = 10 * time.Millisecond
 	if err := p.propose(lazy, []byte("report")); err != nil {

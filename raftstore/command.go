@@ -86,14 +86,16 @@ type mayWaitKey struct{}
 // MayWait marks a proposal that is in no hurry (a delivery report, not a
 // client's accept): when nothing is on its way to the leader, it waits a
 // moment for other proposals to share its log entry, and every node then
-// writes and fsyncs one entry for all of them.
-func MayWait(ctx context.Context) context.Context {
-	return context.WithValue(ctx, mayWaitKey{}, true)
+// writes and fsyncs one entry for all of them. The wait ends early once
+// company proposals are pending (the most that can come, e.g. one per
+// delivery worker) or one in a hurry arrives.
+func MayWait(ctx context.Context, company int) context.Context {
+	return context.WithValue(ctx, mayWaitKey{}, company)
 }
 
-// WaitsForCompany reports whether ctx was marked by MayWait.
-func WaitsForCompany(ctx context.Context) bool {
-	v, _ := ctx.Value(mayWaitKey{}).(bool)
+// WaitsForCompany returns the company of a proposal marked by MayWait, or 0.
+func WaitsForCompany(ctx context.Context) int {
+	v, _ := ctx.Value(mayWaitKey{}).(int)
 	return v
 }
 

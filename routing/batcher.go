@@ -21,6 +21,7 @@ import (
 type batcher struct {
 	deliver func(account string, ds []mailstore.Delivery) ([]mailstore.DeliveryResult, error)
 	linger  time.Duration
+	company int // the linger ends once this many deliveries wait: no more can come
 
 	mu       sync.Mutex
 	accounts map[string]*accountBatch
@@ -28,6 +29,7 @@ type batcher struct {
 
 type accountBatch struct {
 	pending []*deliveryJob
+	full    chan struct{} // while the first batch lingers: closed when company is there
 }
 
 type deliveryJob struct {
@@ -41,8 +43,10 @@ const (
 	batchBytes    = 32 << 20
 )
 
-func newBatcher(deliver func(string, []mailstore.Delivery) ([]mailstore.DeliveryResult, error)) *batcher {
-	return &batcher{deliver: deliver, linger: deliverLinger, accounts: map[string]*accountBatch{}}
+// newBatcher returns a batcher for up to company deliveries at a time (the
+// node's delivery workers).
+func newBatcher(deliver func(string, []mailstore.Delivery) ([]mailstore.DeliveryResult, error), company int) *batcher {
+	return &batcher{deliver: deliver, linger: deliverLinger, company: company, accounts: map[string]*accountBatch{}}
 }
 
 // deliverLinger is how long the first delivery to an idle mailbox waits for
@@ -56,10 +60,14 @@ func (b *batcher) Deliver(account string, d mailstore.Delivery) (uint32, bool, e
 	b.mu.Lock()
 	q, running := b.accounts[account]
 	if !running {
-		q = &accountBatch{}
+		q = &accountBatch{full: make(chan struct{})}
 		b.accounts[account] = q
 	}
 	q.pending = append(q.pending, j)
+	if q.full != nil && len(q.pending) >= b.company {
+		close(q.full)
+		q.full = nil
+	}
 	b.mu.Unlock()
 	if !running {
 		go b.run(account, q)
@@ -71,8 +79,19 @@ func (b *batcher) Deliver(account string, d mailstore.Delivery) (uint32, bool, e
 // run commits the account's pending deliveries, batch after batch, until
 // none is left.
 func (b *batcher) run(account string, q *accountBatch) {
-	if b.linger > 0 {
-		time.Sleep(b.linger)
+	b.mu.Lock()
+	full := q.full
+	b.mu.Unlock()
+	if full != nil {
+		t := time.NewTimer(b.linger)
+		select {
+		case <-t.C:
+		case <-full:
+		}
+		t.Stop()
+		b.mu.Lock()
+		q.full = nil
+		b.mu.Unlock()
 	}
 	for {
 		b.mu.Lock()

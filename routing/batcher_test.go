@@ -35,7 +35,7 @@ func TestBatcherGroupsAndAnswersEach(t *testing.T) {
 			}
 		}
 		return out, nil
-	})
+	}, 1)
 	var wg sync.WaitGroup
 	deliver := func(i int) {
 		defer wg.Done()
@@ -91,7 +91,7 @@ func TestBatcherGroupsAndAnswersEach(t *testing.T) {
 
 // TestBatcherLingerKeepsOrder: deliveries to an idle mailbox that arrive
 // within the linger share one commit, stored in queue id order whatever
-// order they arrived in.
+// order they arrived in; the linger ends as soon as company is complete.
 func TestBatcherLingerKeepsOrder(t *testing.T) {
 	var mu sync.Mutex
 	var batches [][]string
@@ -104,8 +104,8 @@ func TestBatcherLingerKeepsOrder(t *testing.T) {
 		batches = append(batches, keys)
 		mu.Unlock()
 		return make([]mailstore.DeliveryResult, len(ds)), nil
-	})
-	b.linger = 2 * time.Second // far longer than queueing three jobs takes
+	}, 3)
+	b.linger = time.Hour // only the third delivery can end it
 	var wg sync.WaitGroup
 	for i, k := range []string{"01C/a", "01A/a", "01B/a"} {
 		wg.Add(1)
@@ -115,7 +115,7 @@ func TestBatcherLingerKeepsOrder(t *testing.T) {
 				t.Error(err)
 			}
 		}()
-		for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); i < 2; time.Sleep(time.Millisecond) {
 			n := 0
 			b.mu.Lock()
 			if q := b.accounts["a@x.test"]; q != nil {

@@ -280,8 +280,9 @@ func (r *Router) report(ctx context.Context, lg *slog.Logger, e queue.Entry, out
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	// Reports may wait a moment to share a Raft entry with others.
-	rctx = raftstore.MayWait(rctx)
+	// Reports may wait a moment to share a Raft entry with others: at
+	// most one per delivery worker can come.
+	rctx = raftstore.MayWait(rctx, r.cfg.Workers)
 	if err := r.queue.ReportWith(rctx, e.ID, r.members.Name(), results, opts); err != nil {
 		// Mailbox writes are idempotent, so delivering again after a
 		// failed report never makes a duplicate in a mailbox.

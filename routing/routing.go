@@ -99,7 +99,7 @@ func New(cfg Config, members Membership, dir *directory.Directory, q *queue.Queu
 	}
 	return &Router{cfg: cfg, members: members, dir: dir, queue: q, spool: sp, mail: mail, sender: sender, applied: applied,
 		rpc: rpc, log: log, m: newMetrics(reg), room: room{dir: cfg.DataDir, minFree: cfg.MinFreeSpace},
-		batch: newBatcher(mail.DeliverMany)}
+		batch: newBatcher(mail.DeliverMany, cfg.Workers)}
 }
 
 type metrics struct {
