@@ -143,9 +143,18 @@ func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 		r.m.deliveries.WithLabelValues("no_body").Inc()
 		return 5 * time.Second
 	}
+	// Each mailbox is its own batch, whose first delivery may wait a moment
+	// for company: a message's recipients wait side by side, not in turn.
+	attempts := make([]attempt, len(local))
+	var wg sync.WaitGroup
+	for k, i := range local {
+		wg.Add(1)
+		go func() { defer wg.Done(); attempts[k] = r.deliverLocal(lg, e, i, body) }()
+	}
+	wg.Wait()
 	var out outcome
-	for _, i := range local {
-		out.add(i, r.deliverLocal(lg, e, i, body))
+	for k, i := range local {
+		out.add(i, attempts[k])
 	}
 	for domain, idx := range remote {
 		rcpts := make([]string, len(idx))
