@@ -79,24 +79,24 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.db.Metrics()
-	counter := func(d *prometheus.Desc, v int64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
 	}
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
 	}
-	counter(c.cacheHits, m.BlockCache.Hits)
-	counter(c.cacheMisses, m.BlockCache.Misses)
+	counter(c.cacheHits, float64(m.BlockCache.Hits))
+	counter(c.cacheMisses, float64(m.BlockCache.Misses))
 	gauge(c.cacheBytes, float64(m.BlockCache.Size))
 	gauge(c.l0Files, float64(m.Levels[0].TablesCount))
 	gauge(c.l0Sublevels, float64(m.Levels[0].Sublevels))
 	gauge(c.readAmp, float64(m.ReadAmp()))
-	counter(c.compactions, m.Compact.Count)
-	counter(c.flushes, m.Flush.Count)
+	counter(c.compactions, float64(m.Compact.Count))
+	counter(c.flushes, float64(m.Flush.Count))
 	gauge(c.debt, float64(m.Compact.EstimatedDebt))
 	gauge(c.memtableBytes, float64(m.MemTable.Size))
 	gauge(c.diskBytes, float64(m.DiskSpaceUsage()))
-	counter(c.stalls, c.events.stalls.Load())
-	ch <- prometheus.MustNewConstMetric(c.stallSeconds, prometheus.CounterValue, time.Duration(c.events.stallNanos.Load()).Seconds())
-	ch <- prometheus.MustNewConstMetric(c.flushSeconds, prometheus.CounterValue, time.Duration(c.events.flushNanos.Load()).Seconds())
+	counter(c.stalls, float64(c.events.stalls.Load()))
+	counter(c.stallSeconds, time.Duration(c.events.stallNanos.Load()).Seconds())
+	counter(c.flushSeconds, time.Duration(c.events.flushNanos.Load()).Seconds())
 }
