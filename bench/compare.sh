@@ -41,7 +41,8 @@
 #   PROFILE [0] (1 = during every clustermail run, take a CPU profile of each node from its admin
 #             API's /debug/pprof/profile for PROFILE_S [15] seconds from the start of the load, into
 #             $PROFILE_DIR [$WORK/profiles]: SERVER-SIZE-CONC-GEN-NODE.pprof; profiling costs a few %)
-# Output: one ROW line per run, then a table with clustermail/postfix ratios per configuration.
+# Output: the machine (`clustermail bench machine`: fsync latency, thread wake-up round trip, CPU
+#   speed), one ROW line per run, then a table with clustermail/postfix ratios per configuration.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -323,7 +324,8 @@ run() {
         --rcpt "$rcpt" --from bench@client.test $extra ${RATE:+--rate "$RATE"} --wait-delivered "${cflag[@]}" --poll 200ms \
         --stall "${STALL_S}s" --result-line --label "$server" 2>"$WORK/gen.err" | tee "$WORK/gen.out" | grep '^RESULT')
     rc=$?
-    [ -s "$WORK/gen.err" ] && { echo "clustermail bench smtp ($server):" >&2; tail -3 "$WORK/gen.err" >&2; }
+    [ -s "$WORK/gen.err" ] && { echo "clustermail bench smtp ($server):" >&2; tail -3 "$WORK/gen.err" >&2
+      grep '^errors' "$WORK/gen.out" >&2; }  # by stage and reply code: why they were not accepted
     stop_sampler
     line=$(echo "$line" | tr ' ' '\n' | grep -E '^(accept_s|accept_mps|deliver_s|deliver_mps|delivered|p50_ms|p99_ms|rc)=' | tr '\n' ' ')
   fi
@@ -343,6 +345,10 @@ idle_mem() { # SERVER KIND
 
 # --- the matrix ---------------------------------------------------------------------------
 log "work dir $WORK; MSGS=$MSGS SIZES=\"$SIZES\" CONC=\"$CONC\" REUSE=$REUSE GENS=\"$GENS\" SERVERS=\"$SERVERS\""
+# The machine, measured before any server starts: figures from two machines compare only
+# alongside these (a slow fsync costs Postfix most, a slow thread wake-up clustermail most).
+MACHINE=$("$CM" bench machine --dir "$WORK" --result-line | grep '^MACHINE' | cut -d' ' -f2-)
+log "machine: $MACHINE"
 short() { [ "$1" = smtp-source ] && echo ss || echo cg; }
 
 
@@ -427,6 +433,7 @@ stop_sampler; pf_stop; cm_stop
 # --- the table ------------------------------------------------------------------------------
 echo
 echo "clustermail vs Postfix on $(nproc) CPUs, $MSGS messages per run, reuse=$REUSE, one mailbox per run; $(date -u +%F\ %H:%MZ)"
+echo "machine: $MACHINE (clustermail bench machine)"
 awk '
 function kv(s,   i, a, n) { n = split(s, a, " "); delete F; for (i = 1; i <= n; i++) { split(a[i], p, "="); F[p[1]] = p[2] } }
 function mb(k) { return (k == "" || k == 0) ? "-" : sprintf("%.0f", k / 1024) }

@@ -35,7 +35,7 @@ func newBenchCmd() *cobra.Command {
 	opts := &benchOptions{}
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure performance: SMTP load, delivered rate, directory scale",
+		Short: "Measure performance: SMTP load, delivered rate, directory scale, the machine",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unknown command %q for %q; run '%s --help' for the list", args[0], cmd.CommandPath(), cmd.CommandPath())
@@ -47,7 +47,7 @@ func newBenchCmd() *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&opts.url, "api", defaultAPIURL(), "admin API URL of a clustermail node (env "+envAPI+")")
 	pf.BoolVar(&opts.json, "json", false, "print the result as JSON")
-	cmd.AddCommand(newBenchSMTPCmd(opts), newBenchCountCmd(opts), newBenchDirectoryCmd(opts))
+	cmd.AddCommand(newBenchSMTPCmd(opts), newBenchCountCmd(opts), newBenchDirectoryCmd(opts), newBenchMachineCmd(opts))
 	return cmd
 }
 
