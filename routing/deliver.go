@@ -145,9 +145,15 @@ func (r *Router) deliverEntry(ctx context.Context, id string) time.Duration {
 	}
 	// Each mailbox is its own batch, whose first delivery may wait a moment
 	// for company: a message's recipients wait side by side, not in turn.
+	// The last one waits on this goroutine: a message to one local
+	// recipient, the usual case, starts none.
 	attempts := make([]attempt, len(local))
 	var wg sync.WaitGroup
 	for k, i := range local {
+		if k == len(local)-1 {
+			attempts[k] = r.deliverLocal(lg, e, i, body)
+			break
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); attempts[k] = r.deliverLocal(lg, e, i, body) }()
 	}

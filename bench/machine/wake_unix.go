@@ -3,6 +3,7 @@
 package machine
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"syscall"
@@ -13,26 +14,29 @@ import (
 // kernel puts each thread to sleep in read and wakes it on the other's
 // write, as perf bench sched pipe does. (Go's own pipes would go through
 // its network poller, which adds its own hand-offs.)
-func wakes(n int) (time.Duration, error) {
+func wakes(n int) (rtt time.Duration, err error) {
 	var ab, ba [2]int
 	if err := syscall.Pipe(ab[:]); err != nil {
 		return 0, fmt.Errorf("pipe: %w", err)
 	}
-	defer syscall.Close(ab[0])
-	defer syscall.Close(ab[1])
 	if err := syscall.Pipe(ba[:]); err != nil {
+		syscall.Close(ab[0])
+		syscall.Close(ab[1])
 		return 0, fmt.Errorf("pipe: %w", err)
 	}
-	defer syscall.Close(ba[0])
-	defer syscall.Close(ba[1])
 	echoed := make(chan error, 1)
+	// Each side closes its own ends when it is done, so that the other
+	// reads end of file instead of waiting forever, and never closes a
+	// number the other may still use (a closed number is reused at once).
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		defer syscall.Close(ba[1])
+		defer syscall.Close(ab[0])
 		var b [1]byte
 		for range n {
-			if _, err := syscall.Read(ab[0], b[:]); err != nil {
-				echoed <- err
+			if k, err := syscall.Read(ab[0], b[:]); err != nil || k == 0 {
+				echoed <- err // k == 0: the measuring side stopped early
 				return
 			}
 			if _, err := syscall.Write(ba[1], b[:]); err != nil {
@@ -41,6 +45,13 @@ func wakes(n int) (time.Duration, error) {
 			}
 		}
 		echoed <- nil
+	}()
+	defer func() {
+		syscall.Close(ab[1])
+		if echoErr := <-echoed; echoErr != nil { // the cause, if it stopped first
+			rtt, err = 0, fmt.Errorf("pipe echo: %w", echoErr)
+		}
+		syscall.Close(ba[0])
 	}()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -51,13 +62,14 @@ func wakes(n int) (time.Duration, error) {
 		if _, err := syscall.Write(ab[1], b[:]); err != nil {
 			return 0, fmt.Errorf("pipe write: %w", err)
 		}
-		if _, err := syscall.Read(ba[0], b[:]); err != nil {
+		k, err := syscall.Read(ba[0], b[:])
+		if err != nil {
 			return 0, fmt.Errorf("pipe read: %w", err)
 		}
+		if k == 0 {
+			return 0, errors.New("pipe read: the echo thread stopped")
+		}
 		times[i] = time.Since(t)
-	}
-	if err := <-echoed; err != nil {
-		return 0, fmt.Errorf("pipe echo: %w", err)
 	}
 	return quantile(times, 0.5), nil
 }
